@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    train + compress + export the SST-2 models, then serve them on 127.0.0.1:8000
+#   make test   lint and run the whole test suite
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+MODELS  ?= models
+DATASET ?= sst2
+SEED    ?= 0
+
+.PHONY: run serve models test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[train,serve,dev]'
+	touch $@
+
+# trains only when the artifacts are missing; `make models -B` retrains
+$(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed
+	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED)
+
+models: $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
+
+run: models serve
+
+serve: | $(VENV)/.installed
+	SLIMTEXT_MODELS_DIR=$(MODELS) $(VENV)/bin/uvicorn --factory service.main:create_app --host $(HOST) --port $(PORT)
+
+lint: | $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

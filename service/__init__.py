@@ -1,0 +1,1 @@
+"""slimtext service: FastAPI + onnxruntime, no torch."""

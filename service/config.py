@@ -1,0 +1,30 @@
+"""Typed settings from the environment (prefix SLIMTEXT_); a bad value stops start-up with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from slimtext.manifest import NAME_PATTERN
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLIMTEXT_", extra="ignore", frozen=True)
+
+    models_dir: Path = Field(default=Path("models"), description="folder of model folders to serve")
+    default_model: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                      description="model used when a request names none; default: first lowrank")
+    intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime threads per session")
+    strict: bool = Field(default=False, description="any bad model folder stops start-up")
+    max_texts: int = Field(default=256, ge=1, le=100_000, description="texts per request")
+    max_chars: int = Field(default=10_000, ge=1, description="characters per text")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="request body size")
+
+    @field_validator("models_dir")
+    @classmethod
+    def _models_dir_exists(cls, v: Path) -> Path:
+        if not v.is_dir():
+            raise ValueError(f"models folder {v} does not exist (set SLIMTEXT_MODELS_DIR)")
+        return v

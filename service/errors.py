@@ -1,0 +1,50 @@
+"""Every error leaves as JSON: {"error": code, "message": text, "details": [...]}."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("slimtext.errors")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.details = status, error, message, details
+
+
+def error_response(status: int, error: str, message: str, details: list | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    body = {"error": error, "message": message, "details": details}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def validation_details(errors: list[dict]) -> list[dict]:
+    """pydantic's errors without the echoed input (which may be megabytes) and with JSON-safe ctx."""
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.error, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, "invalid_request", "request does not match the schema",
+                              validation_details(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", f"{type(exc).__name__}")

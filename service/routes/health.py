@@ -1,0 +1,23 @@
+"""Liveness (the process answers) and readiness (models are loaded)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.errors import ApiError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live", summary="The process is up")
+async def live() -> dict:
+    return {"status": "live"}
+
+
+@router.get("/health/ready", summary="Models are loaded and requests will be served",
+            responses={503: {"description": "not ready"}})
+async def ready(request: Request) -> dict:
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None or not registry.models:
+        raise ApiError(503, "not_ready", "models are not loaded")
+    return {"status": "ready", "models": sorted(registry.models)}

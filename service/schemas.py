@@ -1,0 +1,69 @@
+"""Request and response bodies (separate models, validated in Rust by pydantic-core)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slimtext.manifest import NAME_PATTERN, Manifest
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"texts": ["a gorgeous , witty , seductive movie ."]},
+                                        {"text": "the plot is nowhere near as clever as it thinks", "top_k": 1,
+                                         "model": "sst2-dan-lowrank"}]},
+    )
+
+    texts: list[str] | None = Field(default=None, min_length=1, description="texts to classify")
+    text: str | None = Field(default=None, description="one text (instead of texts)")
+    model: str | None = Field(default=None, pattern=NAME_PATTERN, description="model name; default if omitted")
+    top_k: int | None = Field(default=None, ge=1, le=1000, description="also list the k most likely labels")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ClassifyRequest:
+        if (self.texts is None) == (self.text is None):
+            raise ValueError("give exactly one of 'texts' (a non-empty list) or 'text'")
+        return self
+
+    def all_texts(self) -> list[str]:
+        return self.texts if self.texts is not None else [self.text]  # type: ignore[list-item]
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class TextPrediction(BaseModel):
+    label: str = Field(description="most likely label")
+    score: float = Field(description="its probability")
+    probabilities: dict[str, float] = Field(description="every label's probability")
+    n_tokens: int = Field(description="tokens the model saw; 0 means the text had no tokens and the "
+                                      "prediction is the model's prior (bias-only) answer")
+    top_k: list[LabelScore] | None = None
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    predictions: list[TextPrediction]
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    manifest: Manifest
+    default: bool
+    rss_growth_bytes: int = Field(description="process RSS growth measured while loading this model")
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelInfo]
+    errors: dict[str, str] = Field(description="model folders that were not served, and why")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="machine-readable code")
+    message: str
+    details: list | None = None

@@ -1,0 +1,85 @@
+"""Labelled text datasets: TSV / CSV / JSONL readers and the dataset-root setting.
+
+A dataset is a folder with train/dev/test files; each example has a string label and a text.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS_ENV = "SLIMTEXT_DATASETS"
+_SPLITS = ("train", "dev", "test")
+_SUFFIXES = (".tsv", ".csv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Examples:
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_examples(path: str | Path, text_col: str = "text", label_col: str = "label") -> Examples:
+    """Read a .tsv/.csv (header row) or .jsonl (one object a line) file of labelled texts."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix in (".tsv", ".csv"):
+        with open(path, encoding="utf-8", newline="") as f:
+            dialect = "excel-tab" if path.suffix == ".tsv" else "excel"
+            # SST-style TSVs carry bare quote characters inside texts: no quoting for .tsv
+            quoting = csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL
+            rows = list(csv.DictReader(f, dialect=dialect, quoting=quoting))
+    else:
+        raise ValueError(f"{path}: unsupported file type (use one of {', '.join(_SUFFIXES)})")
+    if not rows:
+        raise ValueError(f"{path}: no examples")
+    missing = {text_col, label_col} - set(rows[0])
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; found {sorted(rows[0])}")
+    texts, labels = [], []
+    for i, row in enumerate(rows):
+        text, label = row[text_col], row[label_col]
+        if text is None or label is None or str(label).strip() == "":
+            raise ValueError(f"{path}: example {i + 1} has no text or no label")
+        texts.append(str(text))
+        labels.append(str(label).strip())
+    return Examples(texts, labels)
+
+
+def datasets_root(explicit: str | Path | None = None) -> Path:
+    """The folder holding `<name>/{train,dev,test}.<ext>`: the argument, else $SLIMTEXT_DATASETS,
+    else `../shared/datasets` next to the project, else a clear error."""
+    candidates = [explicit, os.environ.get(DATASETS_ENV)]
+    for c in candidates:
+        if c:
+            root = Path(c).expanduser()
+            if not root.is_dir():
+                raise FileNotFoundError(f"dataset root {root} does not exist")
+            return root
+    default = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+    if default.is_dir():
+        return default
+    raise FileNotFoundError(
+        f"no dataset root: pass --data-root, set ${DATASETS_ENV}, or put datasets under {default} "
+        "as <name>/train.tsv, dev.tsv, test.tsv (header row: label<TAB>text)"
+    )
+
+
+def split_path(dataset_dir: Path, split: str) -> Path:
+    for suffix in _SUFFIXES:
+        p = dataset_dir / f"{split}{suffix}"
+        if p.exists():
+            return p
+    raise FileNotFoundError(f"{dataset_dir}: no {split} file ({'/'.join(split + s for s in _SUFFIXES)})")
+
+
+def load_splits(dataset_dir: str | Path, text_col: str = "text", label_col: str = "label") -> dict[str, Examples]:
+    dataset_dir = Path(dataset_dir)
+    return {s: read_examples(split_path(dataset_dir, s), text_col, label_col) for s in _SPLITS}

@@ -1,0 +1,78 @@
+"""`manifest.json`: what an exported model folder holds, validated on both sides.
+
+Training writes it with these models; the service reads it back through the same models,
+so a field that one side renames fails loudly on the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from slimtext.tokenizer import TokenizerConfig
+
+MODEL_FILE, VOCAB_FILE, MANIFEST_FILE = "model.onnx", "vocab.json", "manifest.json"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def is_valid_name(name: str) -> bool:
+    """Model names are checked against this before they touch the filesystem."""
+    return bool(_NAME.match(name))
+
+
+class ParamCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embedding: int = Field(ge=0, description="parameters in the embedding (|V|*d, or k*(|V|+d) factorized)")
+    embedding_full: int = Field(ge=0, description="|V|*d: the uncompressed embedding's parameters")
+    total: int = Field(ge=0)
+
+
+class Accuracy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dev: float | None = None
+    test: float | None = None
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: Literal["full", "lowrank", "int8"]
+    architecture: str
+    dataset: str
+    labels: list[str] = Field(min_length=2)
+    tokenizer: TokenizerConfig
+    vocab_size: int = Field(ge=2)
+    embedding_dim: int = Field(ge=1)
+    rank: int | None = Field(default=None, ge=1, description="k of the factorization, lowrank only")
+    params: ParamCounts
+    onnx_bytes: int = Field(ge=0)
+    param_bytes_by_dtype: dict[str, int] = Field(default_factory=dict, description="initializer bytes per dtype")
+    embedding_compression: float = Field(description="1 - embedding params / (|V|*d)")
+    accuracy: Accuracy
+    training: dict = Field(default_factory=dict, description="training config, seed and history")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Manifest:
+        path = Path(folder) / MANIFEST_FILE
+        return cls.model_validate_json(path.read_bytes())
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / MANIFEST_FILE).write_text(self.model_dump_json(indent=2))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

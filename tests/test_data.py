@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from slimtext.data import datasets_root, load_splits, read_examples
+
+
+def test_reads_tsv_csv_jsonl_with_custom_columns(tmp_path):
+    (tmp_path / "a.tsv").write_text('label\ttext\npos\tsays "hi" here\nneg\tbad\n')
+    (tmp_path / "b.csv").write_text('review,stars\n"great, really",five\nmeh,two\n')
+    (tmp_path / "c.jsonl").write_text(json.dumps({"t": "x", "y": 1}) + "\n\n" + json.dumps({"t": "z", "y": 0}) + "\n")
+    assert read_examples(tmp_path / "a.tsv").texts == ['says "hi" here', "bad"]
+    b = read_examples(tmp_path / "b.csv", text_col="review", label_col="stars")
+    assert b.texts == ["great, really", "meh"] and b.labels == ["five", "two"]
+    c = read_examples(tmp_path / "c.jsonl", text_col="t", label_col="y")
+    assert c.labels == ["1", "0"]
+
+
+def test_missing_column_and_unknown_type_are_named(tmp_path):
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['label', 'text'\]"):
+        read_examples(tmp_path / "a.csv")
+    (tmp_path / "a.xml").write_text("<x/>")
+    with pytest.raises(ValueError, match="unsupported file type"):
+        read_examples(tmp_path / "a.xml")
+
+
+def test_dataset_root_from_env_or_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIMTEXT_DATASETS", str(tmp_path))
+    assert datasets_root() == tmp_path
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        datasets_root(tmp_path / "nope")
+
+
+def test_shared_sst2_splits(sst2):
+    assert {k: len(v) for k, v in sst2.items()} == {"train": 6920, "dev": 872, "test": 1821}
+    assert set(sst2["train"].labels) == {"negative", "positive"}
+
+
+def test_missing_split_is_named(tmp_path):
+    (tmp_path / "train.tsv").write_text("label\ttext\na\tb\n")
+    with pytest.raises(FileNotFoundError, match="no dev file"):
+        load_splits(tmp_path)

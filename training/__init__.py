@@ -1,0 +1,1 @@
+"""slimtext training: models, online low-rank compression, CALR, ONNX export (needs torch)."""

@@ -1,0 +1,127 @@
+"""The training loop: mini-batches, a schedule, dev-based model selection, optional distillation."""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slimtext.tokenizer import Tokenizer
+from training.calr import CALR
+
+
+class FitConfig(BaseModel):
+    """One training phase (first training, or re-training after compression)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    schedule: Literal["adam", "calr"] = "adam"
+    lr: float = Field(default=1e-3, gt=0, description="Adam's learning rate (schedule=adam)")
+    lr_low: float = Field(default=1e-4, gt=0, description="CALR lower bound")
+    lr_high: float = Field(default=3e-3, gt=0, description="CALR upper bound at the first epoch")
+    weight_decay: float = Field(default=0.0, ge=0)
+    distill_alpha: float = Field(default=0.0, ge=0, le=1, description="weight of the teacher's soft targets")
+    distill_temperature: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FitConfig:
+        if self.schedule == "calr" and self.lr_low >= self.lr_high:
+            raise ValueError("calr needs lr_low < lr_high")
+        return self
+
+
+@dataclass
+class Encoded:
+    """A split as tensors: ids (N, T), lengths (N,), labels (N,)."""
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lengths = self.lengths[index]
+        t = max(1, int(lengths.max()))
+        return self.ids[index, :t], lengths, self.labels[index]
+
+
+def encode(tok: Tokenizer, texts: list[str], labels: list[str], label_index: dict[str, int]) -> Encoded:
+    unknown = sorted(set(labels) - set(label_index))
+    if unknown:
+        raise ValueError(f"labels not seen in training: {unknown[:5]}")
+    ids, lengths = tok.encode_batch(texts)
+    y = np.fromiter((label_index[lab] for lab in labels), dtype=np.int64, count=len(labels))
+    return Encoded(torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(y))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: Encoded, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    out = [model(*data.batch(torch.arange(i, min(i + batch_size, len(data))))[:2])
+           for i in range(0, len(data), batch_size)]
+    return torch.cat(out)
+
+
+def accuracy(model: nn.Module, data: Encoded) -> float:
+    return float((predict_logits(model, data).argmax(1) == data.labels).float().mean())
+
+
+def fit(model: nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, seed: int,
+        teacher: nn.Module | None = None, log=print) -> tuple[nn.Module, list[dict]]:
+    """Train for cfg.epochs; return the model at the epoch with the best dev accuracy, and the history."""
+    if cfg.distill_alpha > 0 and teacher is None:
+        raise ValueError("distill_alpha > 0 needs a teacher model")
+    gen = seed_everything(seed)
+    steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    if cfg.schedule == "calr":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_low, weight_decay=cfg.weight_decay)
+        sched = CALR(opt, cfg.lr_low, cfg.lr_high, steps_per_epoch=steps)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = None
+    soft = predict_logits(teacher, train) / cfg.distill_temperature if teacher is not None else None
+
+    best_acc, best_state, history = -1.0, None, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total = 0.0
+        for index in torch.randperm(len(train), generator=gen).split(cfg.batch_size):
+            ids, lengths, y = train.batch(index)
+            logits = model(ids, lengths)
+            loss = F.cross_entropy(logits, y)
+            if soft is not None and cfg.distill_alpha > 0:
+                t = cfg.distill_temperature
+                kd = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(soft[index], 1),
+                              log_target=True, reduction="batchmean") * t * t
+                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total += loss.item() * len(index)
+        dev_acc = accuracy(model, dev)
+        history.append({"epoch": epoch, "train_loss": total / len(train), "dev_acc": dev_acc})
+        log(f"  epoch {epoch:2d}  loss {total / len(train):.4f}  dev {dev_acc:.4f}")
+        if dev_acc > best_acc:
+            best_acc, best_state = dev_acc, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model, history
