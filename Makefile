@@ -10,7 +10,7 @@ MODELS  ?= models
 DATASET ?= sst2
 SEED    ?= 0
 
-.PHONY: run serve models test lint clean
+.PHONY: run serve models test lint clean loadtest compare
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,21 @@ lint: | $(VENV)/.installed
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# extras for the load test and the comparison (locust, matplotlib); `make test` gets them via `dev`
+$(VENV)/.installed-load: pyproject.toml | $(VENV)/.installed
+	$(PIP) install --quiet -e '.[load,bench]'
+	touch $@
+
+# a real uvicorn on 127.0.0.1 (free port) + locust headless for LOAD_TIME s; reports under docs/loadtest/
+LOAD_USERS ?= 16
+LOAD_TIME  ?= 30
+loadtest: models | $(VENV)/.installed-load
+	$(PY) -m bench.loadtest --models-dir $(MODELS) --users $(LOAD_USERS) --run-time $(LOAD_TIME)
+
+# lowrank vs int8 vs full side by side in one run: docs/compare.md + docs/compare.png
+compare: models | $(VENV)/.installed-load
+	$(PY) -m bench.compare --models-dir $(MODELS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

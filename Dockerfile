@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1.7
+# slimtext serving image: onnxruntime + FastAPI only, no torch.
+#
+#   make models && docker build -t slimtext .                    # models copied from ./models
+#   docker run -p 8000:8000 -v "$PWD/models:/app/models:ro" slimtext   # or mounted over /app/models
+#   docker build -t slimtext --build-arg MODELS_STAGE=train \
+#       --build-context datasets=../shared/datasets .             # train + export inside the build (torch)
+#   docker build -t slimtext-locust --target loadgen .            # locust image used by docker-compose
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# which stage provides /models: `models-context` (./models) or `train` (trained with torch in the build)
+ARG MODELS_STAGE=models-context
+
+# ---- builder: a virtual environment with the package and its `serve` extra only
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY slimtext/ slimtext/
+COPY service/ service/
+COPY training/ training/
+RUN /opt/venv/bin/pip install --no-cache-dir '.[serve]'
+
+# ---- train: optional, exports the default SST-2 models with torch (never part of the final image)
+FROM builder AS train
+RUN /opt/venv/bin/pip install --no-cache-dir '.[train]'
+RUN --mount=type=bind,from=datasets,target=/datasets \
+    SLIMTEXT_DATASETS=/datasets /opt/venv/bin/python -m training run --out /models
+
+# ---- models-context: the folders exported by `make models` into ./models
+FROM ${PYTHON_IMAGE} AS models-context
+COPY models/ /models/
+
+FROM ${MODELS_STAGE} AS models
+
+# ---- loadgen: locust + the dataset reader, drives the proxy in docker-compose (profile `load`)
+FROM builder AS loadgen
+RUN /opt/venv/bin/pip install --no-cache-dir '.[load]'
+COPY locustfile.py /app/locustfile.py
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH
+ENTRYPOINT ["locust", "-f", "/app/locustfile.py"]
+
+# ---- runtime: the serving image (default target)
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SLIMTEXT_MODELS_DIR=/app/models
+RUN groupadd --system --gid 10001 slimtext \
+    && useradd --system --uid 10001 --gid slimtext --no-create-home --shell /usr/sbin/nologin slimtext
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=models --chown=slimtext:slimtext /models /app/models
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status == 200 else 1)"]
+CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
