@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     max_texts: int = Field(default=256, ge=1, le=100_000, description="texts per request")
     max_chars: int = Field(default=10_000, ge=1, description="characters per text")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="request body size")
+    fast_path: bool = Field(default=True, description="serve POST /classify from a pure-ASGI path in front of FastAPI")
+    batching: bool = Field(default=False, description="coalesce concurrent requests per model into one run")
+    batch_max_texts: int = Field(default=64, ge=2, le=4096, description="texts per coalesced batch")
+    batch_max_wait_us: int = Field(default=500, ge=0, le=1_000_000, description="longest wait for a batch to fill")
+    offload_min_texts: int = Field(default=128, ge=1, description="requests this large run in a worker thread")
 
     @field_validator("models_dir")
     @classmethod

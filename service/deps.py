@@ -1,9 +1,10 @@
-"""Dependencies: the settings and the model registry live on app.state, set by the lifespan."""
+"""Dependencies: settings, registry and classifier live on app.state, set by the lifespan."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
+from service.classify import Classifier
 from service.config import Settings
 from service.errors import ApiError
 from service.registry import ModelRegistry
@@ -13,8 +14,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    registry = getattr(request.app.state, "registry", None)
-    if registry is None:
+def get_classifier(request: Request) -> Classifier:
+    classifier = getattr(request.app.state, "classifier", None)
+    if classifier is None:
         raise ApiError(503, "not_ready", "models are still loading")
-    return registry
+    return classifier
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return get_classifier(request).registry

@@ -19,10 +19,14 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.details = status, error, message, details
 
 
+def error_body(error: str, message: str, details: list | None = None) -> bytes:
+    return orjson.dumps({"error": error, "message": message, "details": details})
+
+
 def error_response(status: int, error: str, message: str, details: list | None = None,
                    headers: dict[str, str] | None = None) -> Response:
-    body = {"error": error, "message": message, "details": details}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(error_body(error, message, details), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
 def validation_details(errors: list[dict]) -> list[dict]:

@@ -8,27 +8,37 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
+from service.classify import Classifier
 from service.config import Settings
+from service.fastpath import ClassifyFastPath
+from service.metrics import Metrics
 from service.registry import ModelRegistry
-from service.routes import classify, health, models
+from service.routes import classify, health, metrics, models, v2
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> ClassifyFastPath:
+    """The FastAPI app wrapped by the /classify fast path (an ASGI app; `.app` is the FastAPI one)."""
     settings = settings or Settings()  # reads SLIMTEXT_* now: a bad value fails before serving
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.registry = ModelRegistry.load(settings.models_dir, settings.default_model,
-                                                settings.intra_op_threads, settings.strict)
+        registry = ModelRegistry.load(settings.models_dir, settings.default_model, settings.intra_op_threads,
+                                      settings.strict)
+        for m in registry.models.values():
+            man = m.classifier.manifest
+            app.state.metrics.describe_model(m.name, man.kind, man.onnx_bytes, man.params.total,
+                                             man.embedding_compression, m.rss_growth_bytes)
+        app.state.classifier = Classifier(settings, registry, app.state.metrics)
         yield
-        app.state.registry = None
+        app.state.classifier = None
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(title="slimtext", version="0.1.0", lifespan=lifespan,
                   description="Text classification with low-rank compressed embeddings, served by onnxruntime.")
     app.state.settings = settings
-    app.state.registry = None
+    app.state.metrics = Metrics()
+    app.state.classifier = None
     errors.install(app)
-    for module in (classify, models, health):
+    for module in (classify, models, health, v2, metrics):
         app.include_router(module.router)
-    return app
+    return ClassifyFastPath(app)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.memory import rss_bytes
-from slimtext.manifest import MANIFEST_FILE, is_valid_name
+from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, is_valid_name
 from slimtext.runtime import ModelLoadError, OnnxClassifier
 
 log = logging.getLogger("slimtext.registry")
@@ -32,9 +33,10 @@ class ModelRegistry:
              strict: bool = False) -> ModelRegistry:
         models: dict[str, LoadedModel] = {}
         errors: dict[str, str] = {}
-        for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-            if not (folder / MANIFEST_FILE).exists() and not (folder / "model.onnx").exists():
-                continue  # not a model folder (e.g. a stray directory)
+        folders = [p for p in sorted(models_dir.iterdir())
+                   if p.is_dir() and ((p / MANIFEST_FILE).exists() or (p / MODEL_FILE).exists())]
+        cls._warm_up(folders, intra_op_threads)
+        for folder in folders:
             try:
                 loaded = cls._load_one(folder, intra_op_threads)
             except ModelLoadError as e:
@@ -52,6 +54,17 @@ class ModelRegistry:
         if default not in models:
             raise ModelLoadError(f"default model {default!r} is not among the loaded models {sorted(models)}")
         return cls(models, errors, default)
+
+    @staticmethod
+    def _warm_up(folders: list[Path], intra_op_threads: int) -> None:
+        """Load and drop the smallest model once, so that onnxruntime's one-time start-up memory is not
+        charged to whichever model happens to load first."""
+        with_model = [f for f in folders if (f / MODEL_FILE).is_file()]
+        if not with_model:
+            return
+        smallest = min(with_model, key=lambda f: (f / MODEL_FILE).stat().st_size)
+        with contextlib.suppress(ModelLoadError):  # reported properly when the folder is loaded for real
+            OnnxClassifier(smallest, intra_op_threads=intra_op_threads)
 
     @staticmethod
     def _load_one(folder: Path, intra_op_threads: int) -> LoadedModel:

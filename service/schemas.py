@@ -67,3 +67,91 @@ class ErrorResponse(BaseModel):
     error: str = Field(description="machine-readable code")
     message: str
     details: list | None = None
+
+
+# --- KServe Open Inference Protocol v2 -------------------------------------------------------------
+class V2Tensor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=256)
+    shape: list[int] = Field(min_length=1, max_length=1, description="[number of texts]")
+    datatype: str = Field(pattern="^BYTES$", description="texts travel as BYTES")
+    data: list[str] = Field(min_length=1)
+    parameters: dict | None = None
+
+    @model_validator(mode="after")
+    def _shape_matches(self) -> V2Tensor:
+        if self.shape[0] != len(self.data):
+            raise ValueError(f"shape {self.shape} does not match {len(self.data)} data elements")
+        return self
+
+
+class V2RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=256)
+    parameters: dict | None = None
+
+
+class V2InferRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                                     "data": ["a gorgeous , witty , seductive movie .",
+                                                              "a dull , lifeless mess ."]}]}]},
+    )
+
+    id: str | None = Field(default=None, max_length=256)
+    parameters: dict | None = None
+    inputs: list[V2Tensor] = Field(min_length=1, max_length=1, description="one BYTES tensor of texts")
+    outputs: list[V2RequestedOutput] | None = Field(default=None, description="label and/or probabilities")
+
+    def all_texts(self) -> list[str]:
+        return self.inputs[0].data
+
+
+class V2OutputTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list
+
+
+class V2InferResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[V2OutputTensor]
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+def inline_schema(model: type[BaseModel]) -> dict:
+    """The model's JSON schema with every `$ref` to its `$defs` inlined, for `openapi_extra`."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].split("/")[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)

@@ -13,6 +13,8 @@ import numpy as np
 from slimtext.manifest import MODEL_FILE, VOCAB_FILE, Manifest, sha256_file
 from slimtext.tokenizer import Tokenizer
 
+_LOGITS, _PROBS = ["logits"], ["probabilities"]
+
 
 class ModelLoadError(Exception):
     """A model folder that cannot be served; the message names the file and the reason."""
@@ -62,8 +64,11 @@ class OnnxClassifier:
         names = [i.name for i in self.session.get_inputs()]
         if names != ["input_ids", "lengths"]:
             raise ModelLoadError(f"{model_path}: inputs {names}, expected ['input_ids', 'lengths']")
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs != ["logits", "probabilities"]:
+            raise ModelLoadError(f"{model_path}: outputs {outputs}, expected ['logits', 'probabilities']")
         ids, lengths = self.tokenizer.encode_batch(["probe"])
-        (logits,) = self.session.run(None, {"input_ids": ids, "lengths": lengths})
+        logits = self.logits(ids, lengths)
         if logits.shape[1] != len(self.manifest.labels):
             raise ModelLoadError(f"{model_path}: {logits.shape[1]} outputs but manifest.json lists "
                                  f"{len(self.manifest.labels)} labels")
@@ -79,10 +84,11 @@ class OnnxClassifier:
                                  f"vocabulary: {e}") from e
 
     def logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_ids": ids, "lengths": lengths})[0]
+        return self.session.run(_LOGITS, {"input_ids": ids, "lengths": lengths})[0]
 
     def probabilities(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(ids, lengths))
+        """Softmax of the logits, computed inside the graph."""
+        return self.session.run(_PROBS, {"input_ids": ids, "lengths": lengths})[0]
 
     def predict(self, texts: list[str]) -> Prediction:
         ids, lengths = self.tokenizer.encode_batch(texts)
@@ -97,7 +103,3 @@ class OnnxClassifier:
             correct += int((probs.argmax(1) == gold).sum())
         return correct / len(texts)
 
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)

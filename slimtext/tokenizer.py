@@ -22,8 +22,7 @@ PAD_ID, OOV_ID = 0, 1
 # words with inner hyphens/apostrophes ("re-imagining", "n't"), a leading-apostrophe clitic ("'s"),
 # or any single other non-space character (punctuation, emoji, control characters).
 DEFAULT_PATTERN = r"\w+(?:[-']\w+)*|'\w+|[^\w\s]"
-_NT = re.compile(r"(\w)(n't)\b", re.IGNORECASE)
-_CLITIC = re.compile(r"(\w)('(?:s|re|ve|ll|d|m))\b", re.IGNORECASE)
+_CONTRACTION = re.compile(r"(\w)(n't|'(?:s|re|ve|ll|d|m))\b", re.IGNORECASE)
 
 
 class TokenizerConfig(BaseModel):
@@ -59,8 +58,8 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         if self.config.lowercase:
             text = text.lower()
-        if self.config.split_contractions:
-            text = _CLITIC.sub(r"\1 \2", _NT.sub(r"\1 \2", text))
+        if self.config.split_contractions and "'" in text:
+            text = _CONTRACTION.sub(r"\1 \2", text)
         return self._regex.findall(text)
 
     def ids(self, text: str) -> list[int]:

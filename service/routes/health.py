@@ -17,7 +17,7 @@ async def live() -> dict:
 @router.get("/health/ready", summary="Models are loaded and requests will be served",
             responses={503: {"description": "not ready"}})
 async def ready(request: Request) -> dict:
-    registry = getattr(request.app.state, "registry", None)
-    if registry is None or not registry.models:
+    classifier = getattr(request.app.state, "classifier", None)
+    if classifier is None:
         raise ApiError(503, "not_ready", "models are not loaded")
-    return {"status": "ready", "models": sorted(registry.models)}
+    return {"status": "ready", "models": sorted(classifier.registry.models)}

@@ -1,0 +1,158 @@
+"""The classification core, free of any web framework: bytes in, (status, bytes, headers) out.
+
+Both the pure-ASGI fast path (service/fastpath.py) and the FastAPI routes call it, so the two
+cannot drift apart. The body is parsed by pydantic-core straight from bytes and the reply written
+with orjson, skipping FastAPI's jsonable_encoder (about 0.5 ms for a 32-text reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from service.batching import MicroBatcher
+from service.config import Settings
+from service.errors import ApiError, error_body, validation_details
+from service.metrics import Metrics
+from service.registry import LoadedModel, ModelRegistry
+from service.schemas import ClassifyRequest, V2InferRequest
+
+log = logging.getLogger("slimtext.classify")
+JSON = "application/json"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def build_predictions(probs: np.ndarray, lengths: np.ndarray, labels: list[str], top_k: int | None) -> list[dict]:
+    best = probs.argmax(1).tolist()
+    rows = probs.tolist()
+    order = np.argsort(-probs, axis=1)[:, : min(top_k, len(labels))].tolist() if top_k else None
+    out = []
+    for i, (b, row, n) in enumerate(zip(best, rows, lengths.tolist(), strict=True)):
+        pred = {"label": labels[b], "score": row[b], "probabilities": dict(zip(labels, row, strict=True)),
+                "n_tokens": n}
+        if order is not None:
+            pred["top_k"] = [{"label": labels[j], "score": row[j]} for j in order[i]]
+        out.append(pred)
+    return out
+
+
+def v2_response(req: V2InferRequest, model: LoadedModel, probs: np.ndarray) -> dict:
+    """KServe Open Inference Protocol v2 outputs: `label` (BYTES, [N]) and `probabilities` (FP32, [N, C])."""
+    labels = model.classifier.labels
+    outputs = {
+        "label": {"name": "label", "shape": [len(probs)], "datatype": "BYTES",
+                  "data": [labels[i] for i in probs.argmax(1).tolist()]},
+        "probabilities": {"name": "probabilities", "shape": list(probs.shape), "datatype": "FP32",
+                          "data": probs.ravel().tolist()},
+    }
+    wanted = [o.name for o in req.outputs] if req.outputs else list(outputs)
+    unknown = [w for w in wanted if w not in outputs]
+    if unknown:
+        raise ApiError(400, "unknown_output", f"unknown output(s) {unknown}; available: {list(outputs)}")
+    body = {"model_name": model.name, "model_version": "1", "outputs": [outputs[w] for w in wanted]}
+    if req.id is not None:
+        body["id"] = req.id
+    return body
+
+
+class Classifier:
+    """Holds what a request needs: settings, models, metrics and (optionally) one batcher per model."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics):
+        self.settings, self.registry, self.metrics = settings, registry, metrics
+        self.batchers: dict[str, MicroBatcher] = {}
+        if settings.batching:
+            for name, model in registry.models.items():
+                self.batchers[name] = MicroBatcher(
+                    model.classifier.probabilities, settings.batch_max_texts, settings.batch_max_wait_us / 1e6,
+                    on_batch=functools.partial(metrics.observe_batch, name))
+
+    # --- entry points ----------------------------------------------------------------------
+    async def classify(self, content_type: str, body: bytes) -> Reply:
+        def render(req: ClassifyRequest, model: LoadedModel, probs: np.ndarray, lengths: np.ndarray) -> dict:
+            labels = model.classifier.labels
+            return {"model": model.name, "predictions": build_predictions(probs, lengths, labels, req.top_k)}
+
+        return await self._serve("classify", content_type, body, ClassifyRequest, None, render)
+
+    async def v2_infer(self, model_name: str, content_type: str, body: bytes) -> Reply:
+        def render(req: V2InferRequest, model: LoadedModel, probs: np.ndarray, lengths: np.ndarray) -> dict:
+            return v2_response(req, model, probs)
+
+        return await self._serve("v2", content_type, body, V2InferRequest, model_name, render)
+
+    # --- shared path -----------------------------------------------------------------------
+    async def _serve(self, endpoint: str, content_type: str, body: bytes, schema: type[BaseModel],
+                     model_name: str | None, render: Callable) -> Reply:
+        t0 = time.perf_counter()
+        label = "-"  # metric label: a served model's name only, so unknown names add no series
+        self.metrics.in_flight.inc()
+        try:
+            req = self._parse(content_type, body, schema)
+            model = self._model(model_name if model_name is not None else req.model)
+            label = model.name
+            texts = req.all_texts()
+            t1 = time.perf_counter()
+            ids, lengths = model.classifier.tokenizer.encode_batch(texts)
+            t2 = time.perf_counter()
+            probs = await self._probabilities(model, ids, lengths)
+            t3 = time.perf_counter()
+            out = orjson.dumps(render(req, model, probs, lengths))
+            total = time.perf_counter() - t0
+            self.metrics.observe_stages(label, t2 - t1, t3 - t2, total)
+            timing = (f"tokenize;dur={(t2 - t1) * 1e3:.3f}, inference;dur={(t3 - t2) * 1e3:.3f}, "
+                      f"total;dur={total * 1e3:.3f}")
+            reply = Reply(200, out, {"server-timing": timing})
+        except ApiError as e:
+            reply = Reply(e.status, error_body(e.error, e.message, e.details))
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.count(label, endpoint, reply.status)
+        return reply
+
+    def _parse(self, content_type: str, body: bytes, schema: type[BaseModel]):
+        if not content_type.startswith(JSON):
+            raise ApiError(415, "unsupported_media_type", f"content type {content_type!r}; send {JSON}")
+        try:
+            req = schema.model_validate_json(body)
+        except ValidationError as e:
+            raise ApiError(422, "invalid_request", "request does not match the schema",
+                           validation_details(e.errors(include_input=False))) from e
+        texts = req.all_texts()
+        limit = self.settings.max_texts
+        if len(texts) > limit:
+            raise ApiError(413, "too_many_texts", f"{len(texts)} texts; the limit is max_texts={limit}")
+        too_long = [i for i, t in enumerate(texts) if len(t) > self.settings.max_chars]
+        if too_long:
+            raise ApiError(413, "text_too_long",
+                           f"text(s) at index {too_long[:10]} over max_chars={self.settings.max_chars}")
+        return req
+
+    def _model(self, name: str | None) -> LoadedModel:
+        model = self.registry.get(name)
+        if model is None:
+            raise ApiError(404, "unknown_model", f"no model named {name!r}; see GET /models")
+        return model
+
+    async def _probabilities(self, model: LoadedModel, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        batcher = self.batchers.get(model.name)
+        if batcher is not None and len(lengths) < self.settings.batch_max_texts:
+            return await batcher.submit(ids, lengths)
+        self.metrics.observe_batch(model.name, len(lengths))
+        if len(lengths) >= self.settings.offload_min_texts:  # big requests: keep the event loop free
+            return await asyncio.to_thread(model.classifier.probabilities, ids, lengths)
+        return model.classifier.probabilities(ids, lengths)
