@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs reported, Python {platform.python_version()}, "
                    f"onnxruntime {onnxruntime.__version__}",
+        "models": ", ".join(str(f) for f in args.folders),
         "test split": f"{args.dataset} test",
         "onnxruntime": f"1 intra-op thread; batch 1: {args.b1_iters} runs, batch 32: {args.b32_iters} runs per model, "
                        "models taking turns",
