@@ -43,3 +43,16 @@ def compress_embedding(embedding: FullEmbedding, reduction: float) -> LowRankEmb
 
 def embedding_params(embedding: FullEmbedding | LowRankEmbedding) -> int:
     return sum(p.numel() for p in embedding.parameters())
+
+
+def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
+    """Smallest k whose top-k singular values keep at least `energy` of sum(s^2)."""
+    if not 0.0 < energy <= 1.0:
+        raise ValueError(f"energy share must be in (0, 1], got {energy}")
+    share = torch.cumsum(singular_values.double() ** 2, 0) / (singular_values.double() ** 2).sum()  # (d,)
+    return min(int((share < energy - 1e-12).sum()) + 1, singular_values.numel())
+
+
+def reduction_of_rank(vocab_size: int, dim: int, k: int) -> float:
+    """The embedding reduction 1 - k(|V|+d)/(|V|d) that rank k gives."""
+    return 1.0 - k * (vocab_size + dim) / (vocab_size * dim)

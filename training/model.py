@@ -111,3 +111,72 @@ class DAN(nn.Module):
         mask = self.word_dropout(length_mask(ids, lengths))  # (B, T)
         sentence = self.embedding.pooled_mean(ids, mask)  # (B, d)
         return self.mlp(sentence)  # (B, C)
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first `length` steps, leave its padding where it is."""
+    t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    n = lengths.unsqueeze(1)  # (B, 1)
+    index = torch.where(t < n, n - 1 - t, t)  # (B, T)
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # (B, T, ·)
+
+
+class KimCNN(nn.Module):
+    """Kim (2014): convolutions of widths 3/4/5 over the word vectors, ReLU, max over time, dropout.
+
+    Padded positions are zeroed and never win the max: a window counts only if it starts inside
+    the text (so a text shorter than the widest filter still has one window, zero-padded on the
+    right, as in Kim's own padding). A text of no tokens pools to zeros (the classifier's bias)."""
+
+    def __init__(self, embedding: FullEmbedding | LowRankEmbedding, n_classes: int,
+                 widths: tuple[int, ...] = (3, 4, 5), maps: int = 100, dropout: float = 0.5):
+        super().__init__()
+        if not widths or min(widths) < 1 or maps < 1:
+            raise ValueError("need at least one filter width >= 1 and maps >= 1")
+        self.embedding = embedding
+        self.widths = tuple(widths)
+        self.convs = nn.ModuleList(nn.Conv1d(embedding.dim, maps, w) for w in self.widths)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(maps * len(self.widths), n_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = length_mask(ids, lengths)  # (B, T)
+        x = self.embedding(ids) * mask.unsqueeze(-1).to(torch.float32)  # (B, T, d), pads zeroed
+        x = nn.functional.pad(x.transpose(1, 2), (0, max(self.widths) - 1))  # (B, d, T + w_max - 1)
+        has_tokens = (lengths > 0).unsqueeze(1)  # (B, 1)
+        pooled = []
+        for w, conv in zip(self.widths, self.convs, strict=True):
+            h = torch.relu(conv(x[:, :, : x.shape[2] - max(self.widths) + w]))  # (B, maps, T)
+            starts = torch.arange(h.shape[2], device=h.device).unsqueeze(0)  # (1, T)
+            valid = starts < (lengths - w + 1).clamp(min=1).unsqueeze(1)  # (B, T): window inside the text
+            h = h.masked_fill(~valid.unsqueeze(1), 0.0)  # ReLU outputs are >= 0: 0 never beats a real window
+            pooled.append(torch.where(has_tokens, h.amax(2), torch.zeros_like(h[:, :, 0])))  # (B, maps)
+        return self.out(self.dropout(torch.cat(pooled, 1)))  # (B, 3*maps) -> (B, C)
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM over the word vectors, mean-pooled over the real tokens, then logits.
+
+    The two directions are two LSTMs; the backward one reads each text reversed within its own
+    length, so padding never enters a real position's state (no packed sequences needed, and the
+    graph exports as two plain ONNX LSTM ops)."""
+
+    def __init__(self, embedding: FullEmbedding | LowRankEmbedding, n_classes: int,
+                 hidden: int = 100, dropout: float = 0.5):
+        super().__init__()
+        self.embedding = embedding
+        self.forward_lstm = nn.LSTM(embedding.dim, hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(embedding.dim, hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden, n_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = length_mask(ids, lengths)  # (B, T)
+        x = self.embedding(ids)  # (B, T, d)
+        fwd, _ = self.forward_lstm(x)  # (B, T, h)
+        bwd, _ = self.backward_lstm(reverse_within_length(x, lengths))  # (B, T, h), reversed order
+        states = torch.cat([fwd, reverse_within_length(bwd, lengths)], 2)  # (B, T, 2h)
+        return self.out(self.dropout(masked_mean(states, mask)))  # (B, 2h) -> (B, C)
+
+
+ARCHITECTURES = {"dan": DAN, "cnn": KimCNN, "bilstm": BiLSTM}

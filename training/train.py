@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from slimtext.tokenizer import Tokenizer
 from training.calr import CALR
 
+CYCLIC_SCHEDULES = ("calr", "cosine", "onecycle", "clr")
+
 
 class FitConfig(BaseModel):
     """One training phase (first training, or re-training after compression)."""
@@ -24,18 +26,23 @@ class FitConfig(BaseModel):
 
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=32, ge=1)
-    schedule: Literal["adam", "calr"] = "adam"
-    lr: float = Field(default=1e-3, gt=0, description="Adam's learning rate (schedule=adam)")
-    lr_low: float = Field(default=1e-4, gt=0, description="CALR lower bound")
-    lr_high: float = Field(default=3e-3, gt=0, description="CALR upper bound at the first epoch")
+    # adam: constant Adam at `lr`; sgd: SGD with momentum at constant `lr`; calr: CALR (Adam) between
+    # lr_low and lr_high; cosine: Adam annealed from lr_high to lr_low; onecycle: Adam one-cycle peaking
+    # at lr_high; clr: Adam with a plain triangular cycle between lr_low and lr_high, one cycle an epoch
+    schedule: Literal["adam", "calr", "sgd", "cosine", "onecycle", "clr"] = "adam"
+    lr: float = Field(default=1e-3, gt=0, description="learning rate of the constant schedules (adam, sgd)")
+    lr_low: float = Field(default=1e-4, gt=0, description="CALR / CLR lower bound; cosine's floor")
+    lr_high: float = Field(default=3e-3, gt=0, description="CALR upper bound at the first epoch; CLR / cosine / "
+                           "one-cycle peak")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (schedule=sgd)")
     weight_decay: float = Field(default=0.0, ge=0)
     distill_alpha: float = Field(default=0.0, ge=0, le=1, description="weight of the teacher's soft targets")
     distill_temperature: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> FitConfig:
-        if self.schedule == "calr" and self.lr_low >= self.lr_high:
-            raise ValueError("calr needs lr_low < lr_high")
+        if self.schedule in CYCLIC_SCHEDULES and self.lr_low >= self.lr_high:
+            raise ValueError(f"{self.schedule} needs lr_low < lr_high")
         return self
 
 
@@ -84,6 +91,28 @@ def accuracy(model: nn.Module, data: Encoded) -> float:
     return float((predict_logits(model, data).argmax(1) == data.labels).float().mean())
 
 
+def make_optimizer(model: nn.Module, cfg: FitConfig, steps_per_epoch: int):
+    """(optimizer, per-iteration scheduler or None) for cfg.schedule; frozen parameters are left out."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    sched_lib = torch.optim.lr_scheduler
+    if cfg.schedule == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay), None
+    if cfg.schedule == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), None
+    start = {"calr": cfg.lr_low, "cosine": cfg.lr_high, "onecycle": cfg.lr_high, "clr": cfg.lr_low}[cfg.schedule]
+    opt = torch.optim.Adam(params, lr=start, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "calr":
+        return opt, CALR(opt, cfg.lr_low, cfg.lr_high, steps_per_epoch=steps_per_epoch)
+    if cfg.schedule == "cosine":
+        return opt, sched_lib.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr_low)
+    if cfg.schedule == "onecycle":
+        return opt, sched_lib.OneCycleLR(opt, max_lr=cfg.lr_high, total_steps=total, cycle_momentum=False)
+    return opt, sched_lib.CyclicLR(opt, base_lr=cfg.lr_low, max_lr=cfg.lr_high,
+                                   step_size_up=max(1, steps_per_epoch // 2), mode="triangular",
+                                   cycle_momentum=False)
+
+
 def fit(model: nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, seed: int,
         teacher: nn.Module | None = None, log=print) -> tuple[nn.Module, list[dict]]:
     """Train for cfg.epochs; return the model at the epoch with the best dev accuracy, and the history."""
@@ -91,12 +120,7 @@ def fit(model: nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, seed: in
         raise ValueError("distill_alpha > 0 needs a teacher model")
     gen = seed_everything(seed)
     steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
-    if cfg.schedule == "calr":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_low, weight_decay=cfg.weight_decay)
-        sched = CALR(opt, cfg.lr_low, cfg.lr_high, steps_per_epoch=steps)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = None
+    opt, sched = make_optimizer(model, cfg, steps)
     soft = predict_logits(teacher, train) / cfg.distill_temperature if teacher is not None else None
 
     best_acc, best_state, history = -1.0, None, []

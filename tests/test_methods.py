@@ -1,0 +1,125 @@
+"""Compression methods: quantization arithmetic, rank choice, and each method on a small real task."""
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from slimtext.data import datasets_root
+from training.lowrank import factorize, rank_for_energy, reduction_of_rank
+from training.methods import METHODS, Method, Task, Workbench, apply_method, evaluate
+from training.model import DAN, FullEmbedding, LowRankEmbedding
+from training.quantize import fake_quantize_, model_bytes, quantize_rows
+from training.sizes import Shape, quantized_bytes
+from training.train import FitConfig
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_quantize_rows_is_symmetric_per_row_and_within_half_a_step(bits):
+    torch.manual_seed(0)
+    w = torch.randn(30, 11) * torch.logspace(-2, 1, 30).unsqueeze(1)  # rows of very different scales
+    w[3] = 0.0
+    qt = quantize_rows(w, bits)
+    qmax = 2 ** (bits - 1) - 1
+    assert qt.q.abs().max() <= qmax and qt.scales.shape == (30,)
+    err = (qt.dequantize() - w).abs()
+    assert (err <= qt.scales.unsqueeze(1) / 2 + 1e-7).all()  # round-to-nearest: at most half a step
+    assert (qt.dequantize()[3] == 0).all()
+    assert qt.nbytes == (30 * 11 * bits + 7) // 8 + 4 * 30
+    with pytest.raises(ValueError):
+        quantize_rows(w, 3)
+
+
+def test_whole_model_quantization_bytes_match_the_analytic_count():
+    torch.manual_seed(0)
+    model = DAN(FullEmbedding(torch.randn(100, 12)), 3, hidden=(20, 10))
+    stored = fake_quantize_(model, 4, "model")
+    total, emb = model_bytes(model, stored)
+    s = Shape(arch="dan", vocab=100, dim=12, n_classes=3, hidden=(20, 10))
+    assert total == quantized_bytes(s, 4, "model")
+    assert emb == (100 * 12 * 4) // 8 + 4 * 100
+    low = DAN(LowRankEmbedding(torch.randn(100, 3), torch.randn(3, 12)), 3, hidden=(20, 10))
+    stored = fake_quantize_(low, 8, "embedding")
+    assert model_bytes(low, stored)[0] == quantized_bytes(s.model_copy(update={"rank": 3}), 8, "embedding")
+    assert stored["embedding.a.weight"] == 100 * 3 + 4 * 3  # one scale per column of A
+
+
+def test_rank_for_energy():
+    s = torch.tensor([4.0, 2.0, 1.0, 1.0])  # squared: 16, 4, 1, 1 of 22
+    assert rank_for_energy(s, 16 / 22) == 1
+    assert rank_for_energy(s, 0.75) == 2
+    assert rank_for_energy(s, 1.0) == 4
+    with pytest.raises(ValueError):
+        rank_for_energy(s, 0.0)
+    assert reduction_of_rank(1000, 50, 4) == pytest.approx(1 - 4 * 1050 / 50000)
+
+
+def test_method_settings_are_validated_early():
+    with pytest.raises(ValidationError):
+        Method(name="x", kind="online", bits=8)
+    with pytest.raises(ValidationError):
+        Method(name="x", kind="quant")
+    with pytest.raises(ValidationError):
+        Method(name="x", kind="quant", bits=8, retrain={"epochs": 3})
+    with pytest.raises(ValidationError):
+        Method(name="x", kind="online", retrain={"epoch": 3})  # a typo fails here, not mid-sweep
+    with pytest.raises(ValidationError):
+        Method(name="x", kind="quant", bits=8, energy=0.5)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return Task.load(datasets_root() / "sst2", limit_train=400)
+
+
+def bench(task, tmp_path, seed=0):
+    one = FitConfig(epochs=2, batch_size=64, lr=1e-3)
+    retrain = FitConfig(epochs=1, batch_size=64, schedule="calr", distill_alpha=0.5, distill_temperature=2.0)
+    return Workbench(task, "dan", seed, tmp_path, one, retrain, model_kwargs={"hidden": (32,)}, log=lambda *_: None)
+
+
+def test_methods_on_a_small_real_task(task, tmp_path):
+    b = bench(task, tmp_path / "a")
+    full = apply_method(METHODS["full"], b).model
+    e = full.embedding.table.weight.detach()
+
+    noretrain = apply_method(METHODS["noretrain"], b, 0.9)
+    a, bb, _ = factorize(e, noretrain.rank)
+    torch.testing.assert_close(noretrain.model.embedding.a.weight, a)
+    torch.testing.assert_close(noretrain.model.embedding.b, bb)
+    assert noretrain.rank == 4 or reduction_of_rank(len(task.tok), 50, noretrain.rank) >= 0.9
+
+    online = apply_method(METHODS["online"], b, 0.9).model
+    assert not torch.equal(online.embedding.a.weight, a)  # re-training moved the factors
+
+    offline = apply_method(METHODS["offline"], b, 0.9).model
+    a0, b0, _ = factorize(task.initial_embedding(0), noretrain.rank)  # SVD of the GloVe rows before training
+    torch.testing.assert_close(offline.embedding.a.weight, a0)  # frozen
+    torch.testing.assert_close(offline.embedding.b, b0)
+    assert not torch.equal(offline.mlp.net[0].weight, full.mlp.net[0].weight)
+
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    r = evaluate(b, METHODS["online+int8"], 0.9)  # reuses the cached online model: no new training
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == files
+    assert r["embedding_bytes_reduction"] >= 0.97 and r["rank"] == noretrain.rank
+    q = evaluate(b, METHODS["int4"], None)
+    assert q["embedding_bytes"] == (len(task.tok) * 50 * 4) // 8 + 4 * len(task.tok)
+    assert q["reduction"] is None and 0.0 <= q["test_acc"] <= 1.0
+
+
+def test_same_seed_same_numbers_and_cache_gives_the_same_model(task, tmp_path):
+    first = evaluate(bench(task, tmp_path / "a"), METHODS["online"], 0.9)
+    second = evaluate(bench(task, tmp_path / "b"), METHODS["online"], 0.9)  # trained again from scratch
+    third = evaluate(bench(task, tmp_path / "a"), METHODS["online"], 0.9)  # loaded from the cache
+    for key in ("dev_acc", "test_acc", "rank", "model_bytes"):
+        assert first[key] == second[key] == third[key]
+
+
+def test_energy_rank_and_extended_vocabulary(tmp_path):
+    ext = Task.load(datasets_root() / "trec", limit_train=200, vocab_extra=3000)
+    plain = Task.load(datasets_root() / "trec", limit_train=200)
+    assert len(ext.tok) > len(plain.tok) + 2000 and "the" in ext.tok.stoi
+    b = Workbench(plain, "dan", 0, tmp_path, FitConfig(epochs=1), FitConfig(epochs=1, schedule="calr"),
+                  model_kwargs={"hidden": (16,)}, log=lambda *_: None)
+    r = evaluate(b, METHODS["online-e80"], None)
+    s = torch.linalg.svdvals(b.full().embedding.table.weight.detach().double())
+    assert r["rank"] == rank_for_energy(s, 0.8) and r["reduction"] is None

@@ -1,0 +1,186 @@
+"""The sweep: datasets x model x method x reduction x seeds, resumable, one results CSV.
+
+Cells are grouped by (dataset, vocabulary, model, seed): a group loads its data once, trains the full
+model once and shares it (and each online model) between its cells through the workbench cache.
+A cell whose result JSON exists is skipped, so an interrupted sweep resumes where it stopped.
+
+    runs/sweep/<dataset>-<vocab>-<model>-s<seed>/<method>@<p>.json   one result per cell
+    runs/sweep/<dataset>-<vocab>-<model>-s<seed>/cache/*.pt           trained models
+    runs/sweep/config.json                                            the sweep's configuration
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from training.methods import METHODS, MODEL_KWARGS, RETRAIN, TRAIN, Task, Workbench, evaluate, write_json
+from training.train import FitConfig
+
+
+class Block(BaseModel):
+    """A product of settings; a sweep is the union of its blocks' cells."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    datasets: list[str] = Field(min_length=1)
+    models: list[str] = Field(default=["dan"], min_length=1)
+    methods: list[str] = Field(min_length=1)
+    reductions: list[float] = Field(default=[0.9], min_length=1)
+    seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
+    vocab_extra: int = Field(default=0, ge=0, description="also add the N most frequent GloVe words")
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(MODEL_KWARGS))
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODEL_KWARGS)}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        return v
+
+    @field_validator("reductions")
+    @classmethod
+    def _reductions(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < p < 1.0 for p in v):
+            raise ValueError("target reductions must be in (0, 1)")
+        return v
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blocks: list[Block] = Field(min_length=1)
+    data_root: Path | None = None
+    text_col: str = "text"
+    label_col: str = "label"
+    out_dir: Path = Path("runs/sweep")
+    csv: Path | None = Field(default=None, description="results CSV; default <out_dir>/results.csv")
+    limit_train: int | None = Field(default=None, ge=10)
+    train: dict[str, FitConfig] = Field(default_factory=dict, description="per model; default methods.TRAIN")
+    retrain: dict[str, FitConfig] = Field(default_factory=dict, description="per model; default methods.RETRAIN")
+    workers: int = Field(default=1, ge=1)
+    threads: int = Field(default=1, ge=1, description="torch threads per worker")
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepConfig:
+        for d in (self.train, self.retrain):
+            unknown = sorted(set(d) - set(MODEL_KWARGS))
+            if unknown:
+                raise ValueError(f"train/retrain given for unknown model(s) {unknown}")
+        return self
+
+    @property
+    def csv_path(self) -> Path:
+        return self.csv or self.out_dir / "results.csv"
+
+
+Group = tuple[str, int, str, int]  # dataset, vocab_extra, model, seed
+Cell = tuple[str, float | None]  # method, reduction
+
+
+def plan(cfg: SweepConfig) -> dict[Group, list[Cell]]:
+    """All cells, grouped, without duplicates (reduction is None for methods that ignore it)."""
+    groups: dict[Group, list[Cell]] = {}
+    for b in cfg.blocks:
+        for ds in b.datasets:
+            for arch in b.models:
+                for seed in b.seeds:
+                    cells = groups.setdefault((ds, b.vocab_extra, arch, seed), [])
+                    for name in b.methods:
+                        for p in (b.reductions if METHODS[name].uses_reduction else [None]):
+                            if (name, p) not in cells:
+                                cells.append((name, p))
+    return groups
+
+
+def group_dir(cfg: SweepConfig, g: Group) -> Path:
+    ds, extra, arch, seed = g
+    return cfg.out_dir / f"{ds}-{'v' + str(extra) if extra else 'train'}-{arch}-s{seed}"
+
+
+def cell_path(cfg: SweepConfig, g: Group, cell: Cell) -> Path:
+    name, p = cell
+    return group_dir(cfg, g) / f"{name.replace('+', '_')}@{'-' if p is None else f'{p:g}'}.json"
+
+
+def run_group(cfg: SweepConfig, g: Group, cells: list[Cell]) -> list[dict[str, Any]]:
+    """Run a group's unfinished cells (in a worker process); return all of its results."""
+    import torch
+
+    from slimtext.data import datasets_root
+
+    torch.set_num_threads(cfg.threads)
+    todo = [c for c in cells if not cell_path(cfg, g, c).exists()]
+    if todo:
+        ds, extra, arch, seed = g
+        task = Task.load(datasets_root(cfg.data_root) / ds, cfg.text_col, cfg.label_col, cfg.limit_train, extra)
+        bench = Workbench(task, arch, seed, group_dir(cfg, g) / "cache", cfg.train.get(arch, TRAIN[arch]),
+                          cfg.retrain.get(arch, RETRAIN[arch]), log=lambda *_: None)
+        for cell in todo:
+            write_json(cell_path(cfg, g, cell), evaluate(bench, METHODS[cell[0]], cell[1]))
+    return [json.loads(cell_path(cfg, g, c).read_text()) for c in cells]
+
+
+def _cost(g: Group) -> float:
+    return {"bilstm": 3.0, "cnn": 2.0, "dan": 1.0}[g[2]] * (2.0 if g[1] else 1.0)
+
+
+def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Run every unfinished cell (in `cfg.workers` processes) and write the results CSV."""
+    groups = plan(cfg)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.out_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    order = sorted(groups, key=_cost, reverse=True)  # longest first: the pool finishes evenly
+    n_cells = sum(len(c) for c in groups.values())
+    rows: list[dict[str, Any]] = []
+    started = time.time()
+    if cfg.workers == 1:
+        for g in order:
+            rows += run_group(cfg, g, groups[g])
+            if progress:
+                progress(len(groups[g]), n_cells)
+    else:
+        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+            futures = {pool.submit(run_group, cfg, g, groups[g]): g for g in order}
+            for f in as_completed(futures):
+                rows += f.result()
+                if progress:
+                    progress(len(groups[futures[f]]), n_cells)
+    write_csv(cfg.csv_path, rows)
+    (cfg.out_dir / "timing.json").write_text(json.dumps({"seconds": round(time.time() - started, 1),
+                                                          "cells": n_cells, "workers": cfg.workers}))
+    return rows
+
+
+CSV_COLUMNS = ["dataset", "vocab", "vocab_size", "dim", "model", "method", "kind", "reduction", "seed", "bits",
+               "scope", "energy", "rank", "embedding_reduction_params", "dev_acc", "test_acc", "params",
+               "model_bytes", "embedding_bytes", "embedding_bytes_reduction", "model_bytes_reduction", "seconds"]
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: (r["dataset"], r["vocab"], r["model"], r["method"],
+                                       -1.0 if r["reduction"] is None else r["reduction"], r["seed"]))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None or (isinstance(r.get(k), float) and math.isnan(r[k]))
+                            else r[k]) for k in CSV_COLUMNS})
