@@ -100,7 +100,7 @@ class Classifier:
                      model_name: str | None, render: Callable) -> Reply:
         t0 = time.perf_counter()
         label = "-"  # metric label: a served model's name only, so unknown names add no series
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         try:
             req = self._parse(content_type, body, schema)
             model = self._model(model_name if model_name is not None else req.model)
@@ -120,7 +120,7 @@ class Classifier:
         except ApiError as e:
             reply = Reply(e.status, error_body(e.error, e.message, e.details))
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
         self.metrics.count(label, endpoint, reply.status)
         return reply
 

@@ -146,3 +146,13 @@ def test_micro_batcher_coalesces_splits_and_propagates_errors():
 
     assert all(isinstance(e, RuntimeError) for e in asyncio.run(failing()))
     assert pad_concat([np.ones((1, 1), np.int64), np.ones((1, 3), np.int64)]).tolist() == [[1, 0, 0], [1, 1, 1]]
+
+
+def test_histogram_buckets_follow_prometheus_le_semantics():
+    from service.metrics import Histogram
+
+    h = Histogram((1.0, 2.0))
+    for v in (0.5, 1.0, 1.5, 2.0, 3.0):
+        h.observe(v)
+    assert h.cumulative() == [("1.0", 2), ("2.0", 4), ("+Inf", 5)]
+    assert h.sum == 8.0
