@@ -10,7 +10,7 @@ MODELS  ?= models
 DATASET ?= sst2
 SEED    ?= 0
 
-.PHONY: run serve models test lint clean loadtest compare
+.PHONY: run serve models test lint clean bench-serve loadtest compare
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -50,5 +50,20 @@ loadtest: models | $(VENV)/.installed-load
 compare: models | $(VENV)/.installed-load
 	$(PY) -m bench.compare --models-dir $(MODELS)
 
+# wrk (Debian package) against a real uvicorn: models vs a constant endpoint at concurrency 1/8/64,
+# micro-batching on/off; writes docs/bench-serve.md
+bench-serve: models | $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "bench-serve needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) -m bench.serve --models-dir $(MODELS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# the paper's experiments (training/grids/full.json; resumable: finished cells are skipped) -> docs/results.csv,
+# then docs/results.md and docs/accuracy_vs_bytes_*.png
+.PHONY: sweep report
+sweep: | $(VENV)/.installed
+	$(PY) -m training sweep --grid training/grids/full.json
+
+report: | $(VENV)/.installed
+	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json
