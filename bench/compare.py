@@ -104,12 +104,14 @@ def run(args: argparse.Namespace) -> tuple[list[Row], str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
+    load_before = os.getloadavg()[0]
     rows, reference = run(args)
     png = args.out.with_suffix(".png")
     settings = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs reported, Python {platform.python_version()}, "
-                   f"onnxruntime {onnxruntime.__version__}",
+                   f"onnxruntime {onnxruntime.__version__}; 1-min load average {load_before:.1f} before the run, "
+                   f"{os.getloadavg()[0]:.1f} after (other work on the machine shares the CPU)",
         "models": ", ".join(str(f) for f in args.folders),
         "test split": f"{args.dataset} test",
         "onnxruntime": f"1 intra-op thread; batch 1: {args.b1_iters} runs, batch 32: {args.b32_iters} runs per model, "

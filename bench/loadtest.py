@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.max_p95_ms is not None:
         env["SLIMTEXT_LOAD_MAX_P95_MS"] = str(args.max_p95_ms)
+    load_before = os.getloadavg()[0]
     with UvicornServer(args.models_dir) as srv:
         print(f"uvicorn ready on {srv.url}; locust: {args.users} users for {args.run_time} s", flush=True)
         code = run_locust(srv.url, args.out, args.users, args.spawn_rate, args.run_time, env)
@@ -82,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "models": str(args.models_dir),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs reported, Python {platform.python_version()}",
-        "load": f"{args.users} users (no think time), {args.run_time} s, 4:1 single-text to batch requests",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs reported, Python {platform.python_version()}; "
+                   f"1-min load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after",
+        "load": f"{args.users} users (no think time), {args.run_time} s, 4:1 single-text to batch requests; "
+                "each model's share of requests follows its traffic weight (locustfile.py), not its speed",
         "thresholds": f"failure ratio <= {env.get('SLIMTEXT_LOAD_MAX_FAIL_RATIO', '0')}, "
                       f"p95 <= {env.get('SLIMTEXT_LOAD_MAX_P95_MS', '250')} ms",
     }
