@@ -27,7 +27,7 @@ models: $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
 run: models serve
 
 serve: | $(VENV)/.installed
-	SLIMTEXT_MODELS_DIR=$(MODELS) $(VENV)/bin/uvicorn --factory service.main:create_app --host $(HOST) --port $(PORT)
+	SLIMTEXT_MODELS_DIR=$(MODELS) $(PY) -m service --host $(HOST) --port $(PORT)
 
 lint: | $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -66,4 +66,5 @@ sweep: | $(VENV)/.installed
 	$(PY) -m training sweep --grid training/grids/full.json
 
 report: | $(VENV)/.installed
-	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json
+	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
+		--config runs/sweep/config.json

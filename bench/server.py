@@ -23,8 +23,8 @@ def free_port() -> int:
 
 
 def uvicorn_command(python: str, port: int, host: str = LOOPBACK) -> list[str]:
-    """The Dockerfile's CMD (`uvicorn --factory service.main:create_app`), bound to loopback."""
-    return [python, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", host, "--port", str(port),
+    """The Dockerfile's CMD (`python -m service`: uvicorn with the app factory), bound to loopback."""
+    return [python, "-m", "service", "--host", host, "--port", str(port),
             "--no-access-log"]
 
 

@@ -1,4 +1,4 @@
-"""The app factory. Run: uvicorn --factory service.main:create_app"""
+"""The app factory. Run: python -m service (or uvicorn --factory service.main:create_app)"""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slimtext.manifest import NAME_PATTERN, Manifest
 
@@ -10,15 +12,27 @@ from slimtext.manifest import NAME_PATTERN, Manifest
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"texts": ["a gorgeous , witty , seductive movie ."]},
-                                        {"text": "the plot is nowhere near as clever as it thinks", "top_k": 1,
-                                         "model": "sst2-dan-lowrank"}]},
+        strict=True,  # "2" is not an integer, 1 is not a string
+        json_schema_extra={
+            "examples": [{"texts": ["a gorgeous , witty , seductive movie ."]},
+                         {"text": "the plot is nowhere near as clever as it thinks", "top_k": 1,
+                          "model": "sst2-dan-lowrank"}],
+            # exactly one of the two, as the validator below enforces
+            "oneOf": [{"required": ["texts"]}, {"required": ["text"]}],
+        },
     )
 
-    texts: list[str] | None = Field(default=None, min_length=1, description="texts to classify")
-    text: str | None = Field(default=None, description="one text (instead of texts)")
-    model: str | None = Field(default=None, pattern=NAME_PATTERN, description="model name; default if omitted")
-    top_k: int | None = Field(default=None, ge=1, le=1000, description="also list the k most likely labels")
+    # typed without `| None`: null is rejected; leaving the field out is how to omit it
+    texts: list[str] = Field(default=None, min_length=1, description="texts to classify")
+    text: str = Field(default=None, description="one text (instead of texts)")
+    model: str = Field(default=None, pattern=NAME_PATTERN, description="model name; the default model if omitted")
+    top_k: int = Field(default=None, ge=1, le=1000, description="also list the k most likely labels")
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _integral_float(cls, v):
+        """JSON Schema counts 3.0 as an integer; strict mode alone would not."""
+        return int(v) if isinstance(v, float) and v.is_integer() else v
 
     @model_validator(mode="after")
     def _one_of(self) -> ClassifyRequest:
@@ -71,10 +85,10 @@ class ErrorResponse(BaseModel):
 
 # --- KServe Open Inference Protocol v2 -------------------------------------------------------------
 class V2Tensor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=1, description="[number of texts]")
+    shape: list[int] = Field(min_length=1, max_length=1, description="[number of texts]: must equal len(data)")
     datatype: str = Field(pattern="^BYTES$", description="texts travel as BYTES")
     data: list[str] = Field(min_length=1)
     parameters: dict | None = None
@@ -89,13 +103,14 @@ class V2Tensor(BaseModel):
 class V2RequestedOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=256)
+    name: Literal["label", "probabilities"]
     parameters: dict | None = None
 
 
 class V2InferRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
                                                      "data": ["a gorgeous , witty , seductive movie .",
                                                               "a dull , lifeless mess ."]}]}]},

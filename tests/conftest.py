@@ -43,14 +43,14 @@ def free_port() -> int:
 
 
 class Server:
-    """A real uvicorn process on a free loopback port."""
+    """A real uvicorn process (`python -m service`, as the image runs it) on a free loopback port."""
 
     def __init__(self, models_dir: Path, env: dict[str, str] | None = None, python: str = sys.executable):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "SLIMTEXT_MODELS_DIR": str(models_dir), **(env or {})}
         self.proc = subprocess.Popen(
-            [python, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+            [python, "-m", "service", "--host", "127.0.0.1",
              "--port", str(self.port), "--no-access-log"],
             cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -35,7 +35,7 @@ def test_v2_requested_outputs_and_errors(server):
     url = f"{server.url}/v2/models/sst2-dan-full/infer"
     r = httpx.post(url, json={**v2_body(TEXTS), "outputs": [{"name": "label"}]})
     assert [o["name"] for o in r.json()["outputs"]] == ["label"]
-    assert httpx.post(url, json={**v2_body(TEXTS), "outputs": [{"name": "nope"}]}).status_code == 400
+    assert httpx.post(url, json={**v2_body(TEXTS), "outputs": [{"name": "nope"}]}).status_code == 422
     bad_shape = {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": TEXTS}]}
     assert httpx.post(url, json=bad_shape).status_code == 422
     bad_type = {"inputs": [{"name": "text", "shape": [2], "datatype": "FP32", "data": TEXTS}]}
