@@ -10,7 +10,7 @@ MODELS  ?= models
 DATASET ?= sst2
 SEED    ?= 0
 
-.PHONY: run serve models test lint clean bench-serve loadtest compare
+.PHONY: run serve models test lint clean bench-serve soak accuracy loadtest compare
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -55,6 +55,15 @@ compare: models | $(VENV)/.installed-load
 bench-serve: models | $(VENV)/.installed
 	@command -v wrk >/dev/null || { echo "bench-serve needs wrk: apt-get install wrk"; exit 1; }
 	$(PY) -m bench.serve --models-dir $(MODELS)
+
+# the main job over seeds 0, 1, 2 (resumable, runs/accuracy/); docs/accuracy-sst2.md
+accuracy: | $(VENV)/.installed
+	$(PY) -m bench.accuracy --dataset $(DATASET)
+
+# 100,000 requests + 64 connections for 60 s against a real uvicorn (wrk, loopback); docs/reliability.md
+soak: models | $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "soak needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) -m bench.soak --models-dir $(MODELS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
