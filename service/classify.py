@@ -37,11 +37,11 @@ class Reply:
 
 
 def build_predictions(probs: np.ndarray, lengths: np.ndarray, labels: list[str], top_k: int | None) -> list[dict]:
-    best = probs.argmax(1).tolist()
     rows = probs.tolist()
     order = np.argsort(-probs, axis=1)[:, : min(top_k, len(labels))].tolist() if top_k else None
     out = []
-    for i, (b, row, n) in enumerate(zip(best, rows, lengths.tolist(), strict=True)):
+    for i, (row, n) in enumerate(zip(rows, lengths.tolist(), strict=True)):
+        b = row.index(max(row))
         pred = {"label": labels[b], "score": row[b], "probabilities": dict(zip(labels, row, strict=True)),
                 "n_tokens": n}
         if order is not None:

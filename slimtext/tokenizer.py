@@ -73,11 +73,13 @@ class Tokenizer:
         see an all-zero sentence vector and predict from their biases: a defined answer.
         """
         rows = [self.ids(t) for t in texts]
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        out = np.zeros((len(rows), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
+        counts = [len(r) for r in rows]
+        if len(rows) == 1 and counts[0]:  # the common single-text request: no padding to do
+            return np.array(rows, dtype=np.int64), np.array(counts, dtype=np.int64)
+        out = np.zeros((len(rows), max(1, max(counts, default=0))), dtype=np.int64)
         for i, r in enumerate(rows):
             out[i, : len(r)] = r
-        return out, lengths
+        return out, np.array(counts, dtype=np.int64)
 
     # --- vocabulary ------------------------------------------------------------------------
     @classmethod
