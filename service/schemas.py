@@ -59,6 +59,11 @@ class TextPrediction(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "sst2-dan-lowrank",
+        "predictions": [{"label": "positive", "score": 0.9722,
+                         "probabilities": {"negative": 0.0278, "positive": 0.9722}, "n_tokens": 8}]}]})
+
     model: str
     predictions: list[TextPrediction]
 
