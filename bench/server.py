@@ -40,11 +40,17 @@ class UvicornServer:
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server object
         self.proc: subprocess.Popen | None = None
 
+    def start(self) -> UvicornServer:
+        """Start the process without waiting for it to be ready."""
+        if self.proc is None:
+            self.proc = subprocess.Popen(uvicorn_command(self._python, self.port), cwd=self._cwd, env=self._env,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
     def __enter__(self) -> UvicornServer:
-        self.proc = subprocess.Popen(uvicorn_command(self._python, self.port), cwd=self._cwd, env=self._env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.start()
         try:
-            self._wait_ready()
+            self.wait_ready()
         except BaseException:
             self.stop()
             raise
@@ -53,7 +59,7 @@ class UvicornServer:
     def __exit__(self, *_exc) -> None:
         self.stop()
 
-    def _wait_ready(self) -> None:
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + self._ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -71,12 +77,13 @@ class UvicornServer:
         self._log.seek(0)
         return self._log.read()
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def stop(self) -> str:
+        """Terminate (if still running) and return everything the server printed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.output()

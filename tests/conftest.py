@@ -3,16 +3,11 @@ pipeline run whose artifacts several test files serve and inspect."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bench.server import UvicornServer
 from slimtext.data import datasets_root, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,45 +31,13 @@ def quick_run(tmp_path_factory):
     return out, result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(UvicornServer):
+    """A real uvicorn process (`python -m service`, as the image runs it) on a free loopback port,
+    started at once; `wait_ready()` waits for /health/ready, `stop()` returns its output."""
 
-
-class Server:
-    """A real uvicorn process (`python -m service`, as the image runs it) on a free loopback port."""
-
-    def __init__(self, models_dir: Path, env: dict[str, str] | None = None, python: str = sys.executable):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "SLIMTEXT_MODELS_DIR": str(models_dir), **(env or {})}
-        self.proc = subprocess.Popen(
-            [python, "-m", "service", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log"],
-            cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stdout.read()}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("server not ready")
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out
+    def __init__(self, models_dir: Path, env: dict[str, str] | None = None):
+        super().__init__(models_dir, env=env)
+        self.start()
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import yaml
 
+from bench.server import free_port
 from service.config import Settings
 from service.main import create_app
 from slimtext.runtime import OnnxClassifier
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
