@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{100 * m['int8'].accuracy.dev:.2f} | {100 * m['int8'].accuracy.test:.2f} | "
                      f"{f'{seconds[seed]:.0f}' if seed in seconds else '-'} |")
     test = {k: [m[k].accuracy.test for m in manifests.values()] for k in KINDS}
-    gap = statistics.mean(test["full"]) - statistics.mean(test["lowrank"])
+    gap = 100 * (statistics.mean(test["full"]) - statistics.mean(test["lowrank"]))
     lines += ["", "| model | ONNX bytes | test accuracy, mean ± std (%) |", "|---|---:|---:|"]
     for k in KINDS:
         lines.append(f"| {first[k].name} | {first[k].onnx_bytes:,} | {mean_std(test[k])} |")
