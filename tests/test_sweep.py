@@ -43,9 +43,12 @@ def test_quick_sweep_through_the_cli_resumes_and_reports(tmp_path):
     assert main(argv) == 0  # resumed: every cell is finished, none is run again
     assert done.stat().st_mtime_ns == stamp
 
-    assert main(["report", "--csv", str(csv_path), "--out", str(docs), "--timing", str(out / "timing.json")]) == 0
+    assert main(["report", "--csv", str(csv_path), "--out", str(docs), "--timing", str(out / "timing.json"),
+                 "--config", str(out / "config.json")]) == 0
     md = (docs / "results.md").read_text()
-    assert "### sst2" in md and "online @ 90%" in md and "Sweep wall time" in md
+    assert "### sst2" in md and "online @ 90%" in md and "Sweep wall time" in md and "## What ran" in md
+    full = next(r for r in rows if r["method"] == "full")
+    assert f"{float(full['test_acc']) * 100:.2f} ± 0.00" in md  # the table's figure is the CSV's
     png = docs / "accuracy_vs_bytes_sst2.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

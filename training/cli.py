@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--csv", type=Path, default=Path("docs/results.csv"))
     o.add_argument("--out", type=Path, default=Path("docs"), help="folder for results.md and the PNGs")
     o.add_argument("--timing", type=Path, default=None, help="a sweep's timing.json, quoted in the report")
+    o.add_argument("--config", type=Path, default=None, help="a sweep's config.json: what ran, what was cut")
     return p
 
 
@@ -173,14 +174,11 @@ def _compress(args) -> int:
     from training.methods import METHODS, RETRAIN
     from training.runs import CompressConfig, compress_run, load_train_config
 
-    model = load_train_config(args.run).model
-    retrain = _with_epochs(RETRAIN[model], args.retrain_epochs)
-    if args.method in METHODS and METHODS[args.method].retrain:
-        retrain = retrain.model_copy(update=METHODS[args.method].retrain)
-    cfg = CompressConfig(source=args.run, method=args.method, reduction=args.reduction,
-                         retrain=_with_epochs(RETRAIN[model], args.retrain_epochs))
-    retrains = args.method in METHODS and METHODS[args.method].kind in ("online", "online_quant")
-    bar, log = _epoch_bar(retrain.epochs if retrains else 0, f"compress {args.method}")
+    retrain = _with_epochs(RETRAIN[load_train_config(args.run).model], args.retrain_epochs)
+    cfg = CompressConfig(source=args.run, method=args.method, reduction=args.reduction, retrain=retrain)
+    method = METHODS[cfg.method]
+    epochs = retrain.model_copy(update=method.retrain).epochs if method.kind in ("online", "online_quant") else 0
+    bar, log = _epoch_bar(epochs, f"compress {args.method}")
     with bar:
         results = compress_run(cfg, args.out, log=log)
     print(_summary(results))
@@ -237,7 +235,7 @@ def _sweep(args) -> int:
 def _report(args) -> int:
     from training.report import write_report
 
-    paths = write_report(args.csv, args.out, args.timing)
+    paths = write_report(args.csv, args.out, args.timing, args.config)
     print("\n".join(str(p) for p in paths))
     return 0
 

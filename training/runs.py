@@ -8,15 +8,27 @@ The same config and seed give the same numbers (one torch thread, seeded shuffle
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slimtext.data import datasets_root
-from training.methods import METHODS, RETRAIN, TRAIN, Method, Task, Workbench, evaluate, write_json
+from training.checkpoint import load_model, save_model
+from training.methods import (
+    METHODS,
+    RETRAIN,
+    TRAIN,
+    Method,
+    Task,
+    Workbench,
+    apply_method,
+    evaluate,
+    measure,
+    write_json,
+)
 from training.model import ARCHITECTURES
 from training.train import FitConfig
 
@@ -115,12 +127,12 @@ def compress_run(cfg: CompressConfig, run_dir: str | Path, log=print) -> dict[st
     task = train_cfg.data.load()
     bench = _bench(train_cfg, Path(cfg.source), task, cfg.retrain, log=log)
     method: Method = METHODS[cfg.method]
-    results = evaluate(bench, method, cfg.reduction)
-    from training.methods import apply_method  # the evaluated model, cached: no second training
-
-    model = apply_method(method, bench, cfg.reduction).model
+    started = time.time()
+    outcome = apply_method(method, bench, cfg.reduction)
+    results = measure(bench, method, cfg.reduction, outcome, started)
+    model = outcome.model
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model, "info": {"method": cfg.method}}, run_dir / "model.pt")
+    save_model(run_dir / "model.pt", model, len(task.labels), bench.model_kwargs, {"method": cfg.method})
     task.tok.save(run_dir / "vocab.json")
     (run_dir / "config.json").write_text(json.dumps(
         {"command": "compress", **cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")}, indent=2))
@@ -134,6 +146,6 @@ def load_run_model(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], Trai
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     path = run_dir / ("full.pt" if config["command"] == "train" else "model.pt")
-    model = torch.load(path, weights_only=False)["model"].eval()
+    model, _ = load_model(path)
     train_cfg = load_train_config(run_dir if config["command"] == "train" else Path(config["source"]))
     return model, json.loads((run_dir / "results.json").read_text()), train_cfg

@@ -148,6 +148,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = No
     (cfg.out_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     order = sorted(groups, key=_cost, reverse=True)  # longest first: the pool finishes evenly
     n_cells = sum(len(c) for c in groups.values())
+    n_todo = sum(not cell_path(cfg, g, c).exists() for g, cells in groups.items() for c in cells)
     rows: list[dict[str, Any]] = []
     started = time.time()
     if cfg.workers == 1:
@@ -163,9 +164,19 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = No
                 if progress:
                     progress(len(groups[futures[f]]), n_cells)
     write_csv(cfg.csv_path, rows)
-    (cfg.out_dir / "timing.json").write_text(json.dumps({"seconds": round(time.time() - started, 1),
-                                                          "cells": n_cells, "workers": cfg.workers}))
+    if n_todo:
+        record_timing(cfg.out_dir / "timing.json", round(time.time() - started, 1), n_todo, n_cells, cfg.workers)
     return rows
+
+
+def record_timing(path: Path, seconds: float, cells_run: int, cells: int, workers: int) -> None:
+    """Add one invocation's wall time to timing.json; `seconds` is the sum over the invocations that ran
+    cells (a resumed sweep adds its own time, one with nothing left to do adds nothing)."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    runs = old.get("runs", [{k: old[k] for k in ("seconds", "cells_run", "workers") if k in old}] if old else [])
+    runs.append({"seconds": seconds, "cells_run": cells_run, "workers": workers})
+    path.write_text(json.dumps({"seconds": round(sum(r["seconds"] for r in runs), 1), "cells": cells,
+                                "workers": workers, "runs": runs}, indent=2))
 
 
 CSV_COLUMNS = ["dataset", "vocab", "vocab_size", "dim", "model", "method", "kind", "reduction", "seed", "bits",
