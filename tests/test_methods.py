@@ -123,3 +123,25 @@ def test_energy_rank_and_extended_vocabulary(tmp_path):
     r = evaluate(b, METHODS["online-e80"], None)
     s = torch.linalg.svdvals(b.full().embedding.table.weight.detach().double())
     assert r["rank"] == rank_for_energy(s, 0.8) and r["reduction"] is None
+
+
+@pytest.mark.parametrize("arch", ["dan", "cnn", "bilstm"])
+def test_checkpoints_round_trip_as_plain_data(tmp_path, arch):
+    from training.checkpoint import load_model, save_model
+    from training.model import ARCHITECTURES
+
+    torch.manual_seed(0)
+    kwargs = {"dan": {"hidden": (16, 8)}, "cnn": {"maps": 5, "widths": (2, 3)}, "bilstm": {"hidden": 6}}[arch]
+    model = ARCHITECTURES[arch](LowRankEmbedding(torch.randn(40, 3), torch.randn(3, 10)), 4, **kwargs).eval()
+    save_model(tmp_path / "m.pt", model, 4, kwargs, {"history": [{"epoch": 1, "dev_acc": 0.5}]})
+    loaded, info = load_model(tmp_path / "m.pt")  # torch.load(weights_only=True) inside
+    ids, lengths = torch.randint(2, 40, (3, 7)), torch.tensor([7, 2, 0])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, lengths), model(ids, lengths))
+    assert info["history"][0]["dev_acc"] == 0.5
+
+
+def test_word_dropout_override_is_for_online_methods_only():
+    assert Method(name="x", kind="online", word_dropout=0.0).word_dropout == 0.0
+    with pytest.raises(ValidationError):
+        Method(name="x", kind="noretrain", word_dropout=0.0)

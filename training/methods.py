@@ -58,6 +58,7 @@ class Method(BaseModel):
     scope: Literal["embedding", "model"] = "embedding"
     energy: float | None = Field(default=None, gt=0, le=1, description="rank from the energy kept, not p")
     retrain: dict[str, Any] = Field(default_factory=dict)
+    word_dropout: float | None = Field(default=None, ge=0, lt=1, description="DAN word dropout while re-training")
 
     @model_validator(mode="after")
     def _check(self) -> Method:
@@ -67,7 +68,7 @@ class Method(BaseModel):
             raise ValueError(f"{self.name}: bits must be 8, 4 or 2")
         if self.energy is not None and self.kind not in _LOW_RANK:
             raise ValueError(f"{self.name}: energy-based rank needs a low-rank method")
-        if self.retrain and self.kind not in ("online", "online_quant"):
+        if (self.retrain or self.word_dropout is not None) and self.kind not in ("online", "online_quant"):
             raise ValueError(f"{self.name}: only online methods re-train")
         FitConfig(**self.retrain)  # unknown or invalid keys fail here, not mid-sweep
         return self
@@ -85,6 +86,8 @@ _METHODS = [
     Method(name="online-long", kind="online", retrain={"epochs": 30}),  # twice the re-training
     Method(name="online-hot", kind="online", retrain={"lr_high": 1e-2}),  # a higher CALR peak
     Method(name="online-mild", kind="online", retrain={"distill_alpha": 0.5, "distill_temperature": 2.0}),
+    Method(name="online-nowd", kind="online", word_dropout=0.0),  # no word dropout while re-training
+    Method(name="online-pure", kind="online", retrain={"distill_alpha": 1.0}),  # teacher's soft targets only
     Method(name="online-e60", kind="online", energy=0.6),
     Method(name="online-e80", kind="online", energy=0.8),
     Method(name="noretrain", kind="noretrain"),
@@ -239,10 +242,15 @@ class Workbench:
     def online(self, method: Method, reduction: float | None) -> nn.Module:
         cfg = self.retrain_cfg_for(method)
         rank_key = f"e{method.energy}" if method.energy is not None else f"p{reduction}"
-        key = f"online-{_digest(cfg.model_dump_json())}-{rank_key}"
+        wd = "" if method.word_dropout is None else f"-wd{method.word_dropout}"
+        key = f"online-{_digest(cfg.model_dump_json())}-{rank_key}{wd}"
+        if method.word_dropout is not None and not hasattr(self.full(), "word_dropout"):
+            raise ValueError(f"{method.name}: {self.arch} has no word dropout")
 
         def make():
             model = self.factorized_full(method, reduction)
+            if method.word_dropout is not None:
+                model.word_dropout.p = method.word_dropout
             teacher = self.full() if cfg.distill_alpha > 0 else None
             model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log)
             return model, {"history": history}
