@@ -26,6 +26,13 @@ from training.methods import METHODS, MODEL_KWARGS, RETRAIN, TRAIN, Task, Workbe
 from training.train import FitConfig
 
 
+def _known(what: str, values: list[str], allowed) -> list[str]:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; choose from {sorted(allowed)}")
+    return values
+
+
 class Block(BaseModel):
     """A product of settings; a sweep is the union of its blocks' cells."""
 
@@ -41,18 +48,12 @@ class Block(BaseModel):
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(MODEL_KWARGS))
-        if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODEL_KWARGS)}")
-        return v
+        return _known("model(s)", v, MODEL_KWARGS)
 
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(METHODS))
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
-        return v
+        return _known("method(s)", v, METHODS)
 
     @field_validator("reductions")
     @classmethod
