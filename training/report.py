@@ -284,6 +284,11 @@ def scope_section(config: dict[str, Any]) -> list[str]:
     out += ["", "Epochs (first training / re-training, best epoch on dev): " + "; ".join(
         f"{m} {(config['train'].get(m) or TRAIN[m].model_dump())['epochs']} / "
         f"{(config['retrain'].get(m) or RETRAIN[m].model_dump())['epochs']}" for m in per_model) + ".", ""]
+    for kind in ("train", "retrain"):
+        for key, fit in config[kind].items():
+            if ":" in key:  # a dataset-specific setting, e.g. "trec:dan"
+                out += [f"Dataset-specific {kind} config (chosen on dev) for {key}: epochs {fit['epochs']}, "
+                        f"schedule {fit['schedule']}, lr {fit['lr']:g}, batch {fit['batch_size']}.", ""]
     cuts = [f"{m}: target reductions {', '.join(f'{p:.0%}' for p in full_grid if p not in ps)} not run"
             for m, ps in per_model.items() if any(p not in ps for p in full_grid)]
     if cuts:

@@ -73,18 +73,25 @@ class SweepConfig(BaseModel):
     out_dir: Path = Path("runs/sweep")
     csv: Path | None = Field(default=None, description="results CSV; default <out_dir>/results.csv")
     limit_train: int | None = Field(default=None, ge=10)
-    train: dict[str, FitConfig] = Field(default_factory=dict, description="per model; default methods.TRAIN")
-    retrain: dict[str, FitConfig] = Field(default_factory=dict, description="per model; default methods.RETRAIN")
+    train: dict[str, FitConfig] = Field(default_factory=dict, description="per model ('dan') or per dataset "
+                                        "and model ('trec:dan'); default methods.TRAIN")
+    retrain: dict[str, FitConfig] = Field(default_factory=dict, description="per model or per dataset and model; "
+                                          "default methods.RETRAIN")
     workers: int = Field(default=1, ge=1)
     threads: int = Field(default=1, ge=1, description="torch threads per worker")
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:
         for d in (self.train, self.retrain):
-            unknown = sorted(set(d) - set(MODEL_KWARGS))
+            unknown = sorted(k for k in d if k.rpartition(":")[2] not in MODEL_KWARGS)
             if unknown:
                 raise ValueError(f"train/retrain given for unknown model(s) {unknown}")
         return self
+
+    def fit_config(self, kind: str, dataset: str, arch: str) -> FitConfig:
+        """`kind` is 'train' or 'retrain': the dataset-specific entry, else the model's, else the default."""
+        given, default = (self.train, TRAIN) if kind == "train" else (self.retrain, RETRAIN)
+        return given.get(f"{dataset}:{arch}", given.get(arch, default[arch]))
 
     @property
     def csv_path(self) -> Path:
@@ -131,8 +138,8 @@ def run_group(cfg: SweepConfig, g: Group, cells: list[Cell]) -> list[dict[str, A
     if todo:
         ds, extra, arch, seed = g
         task = Task.load(datasets_root(cfg.data_root) / ds, cfg.text_col, cfg.label_col, cfg.limit_train, extra)
-        bench = Workbench(task, arch, seed, group_dir(cfg, g) / "cache", cfg.train.get(arch, TRAIN[arch]),
-                          cfg.retrain.get(arch, RETRAIN[arch]), log=lambda *_: None)
+        bench = Workbench(task, arch, seed, group_dir(cfg, g) / "cache", cfg.fit_config("train", ds, arch),
+                          cfg.fit_config("retrain", ds, arch), log=lambda *_: None)
         for cell in todo:
             write_json(cell_path(cfg, g, cell), evaluate(bench, METHODS[cell[0]], cell[1]))
     return [json.loads(cell_path(cfg, g, c).read_text()) for c in cells]
