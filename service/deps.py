@@ -1,17 +1,12 @@
-"""Dependencies: settings, registry and classifier live on app.state, set by the lifespan."""
+"""Dependencies: the classifier (settings, registry, metrics) lives on app.state, set by the lifespan."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
 from service.classify import Classifier
-from service.config import Settings
 from service.errors import ApiError
 from service.registry import ModelRegistry
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def get_classifier(request: Request) -> Classifier:

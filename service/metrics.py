@@ -22,7 +22,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 200e-6, 350e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2.5e-3, 5e-3, 1e-2,
                    2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-STAGES = ("tokenize", "inference", "total")
 
 
 class Histogram:
@@ -111,4 +110,4 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["Metrics", "Histogram", "CONTENT_TYPE", "STAGES"]
+__all__ = ["Metrics", "Histogram", "CONTENT_TYPE"]
