@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
 from service.schemas import ClassifyRequest, V2InferRequest
 
-log = logging.getLogger("slimtext.classify")
 JSON = "application/json"
 
 

@@ -19,6 +19,15 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.details = status, error, message, details
 
 
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body over max_body_bytes={limit}")
+
+
+def declared_too_large(content_length: str | bytes | None, limit: int) -> bool:
+    """The Content-Length header already says the body is over the limit."""
+    return content_length is not None and content_length.isdigit() and int(content_length) > limit
+
+
 def error_body(error: str, message: str, details: list | None = None) -> bytes:
     return orjson.dumps({"error": error, "message": message, "details": details})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from service.classify import Reply
-from service.errors import error_body
+from service.errors import body_too_large, declared_too_large, error_body
 
 log = logging.getLogger("slimtext.fastpath")
 _PATH = "/classify"
@@ -58,21 +58,19 @@ class ClassifyFastPath:
             elif key == b"content-length":
                 declared = value
         limit = classifier.settings.max_body_bytes
-        too_large = Reply(413, error_body("body_too_large", f"request body over max_body_bytes={limit}"))
         try:
-            if declared is not None and declared.isdigit() and int(declared) > limit:
-                reply = too_large
-            else:
-                reply = await classifier.classify(content_type, await read_limited(receive, limit))
+            if declared_too_large(declared, limit):
+                raise BodyTooLarge
+            reply = await classifier.classify(content_type, await read_limited(receive, limit))
         except BodyTooLarge:
-            reply = too_large
+            e = body_too_large(limit)
+            reply = Reply(e.status, error_body(e.error, e.message))
+            classifier.metrics.count("-", "classify", e.status)
         except ClientGone:
             return
         except Exception:  # never a bare 500 without a JSON body
             log.exception("unhandled error in /classify")
             reply = Reply(500, error_body("internal_error", "unexpected server error"))
-        if reply is too_large:
-            classifier.metrics.count("-", "classify", 413)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(reply.body)).encode())]
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})

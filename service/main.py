@@ -35,7 +35,6 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
 
     app = FastAPI(title="slimtext", version="0.1.0", lifespan=lifespan,
                   description="Text classification with low-rank compressed embeddings, served by onnxruntime.")
-    app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.classifier = None
     errors.install(app)

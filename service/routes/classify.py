@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from service.classify import Classifier
 from service.deps import get_classifier
-from service.errors import ApiError
+from service.errors import body_too_large, declared_too_large
 from service.schemas import ClassifyRequest, ClassifyResponse, ErrorResponse, inline_schema
 
 router = APIRouter(tags=["classify"])
@@ -20,14 +20,13 @@ ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in 
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "body_too_large", f"request body over max_body_bytes={limit}")
+    if declared_too_large(request.headers.get("content-length"), limit):
+        raise body_too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"request body over max_body_bytes={limit}")
+            raise body_too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
