@@ -41,7 +41,8 @@ class WrkResult:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # non-2xx responses plus socket errors
+    requests: int = 0
 
 
 def lua_script(body: dict, folder: Path, name: str) -> Path:
@@ -56,8 +57,10 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def parse_wrk(out: str) -> WrkResult:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+def parse_wrk(out: str, wall_s: float | None = None) -> WrkResult:
+    """wrk's summary; with `wall_s`, requests/s is the completed requests over that wall time instead."""
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = requests / wall_s if wall_s else float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = 0
@@ -66,7 +69,7 @@ def parse_wrk(out: str) -> WrkResult:
         m = re.search(pattern, out)
         if m:
             errors += sum(int(g) for g in m.groups())
-    return WrkResult(rps, p50, p99, errors)
+    return WrkResult(rps, p50, p99, errors, requests)
 
 
 def wrk(url: str, script: Path, connections: int, duration_s: int) -> WrkResult:
