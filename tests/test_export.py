@@ -53,9 +53,9 @@ def test_int8_stores_every_weight_matrix_the_embedding_too_as_int8_per_row(quick
     assert manifest.quantization == "int8-weights-per-row" and manifest.method == "full"
     graph = onnx.load(str(models_dir / "sst2-dan-int8" / "model.onnx")).graph
     inits = {t.name: t for t in graph.initializer}
-    table = inits["embedding.table.weight_int8"]
+    table = inits["model.embedding.table.weight_int8"]
     assert table.data_type == onnx.TensorProto.INT8 and list(table.dims) == [manifest.vocab_size, 50]
-    assert list(inits["embedding.table.weight_scale"].dims) == [manifest.vocab_size]  # one scale per row
+    assert list(inits["model.embedding.table.weight_scale"].dims) == [manifest.vocab_size]  # one scale per row
     assert not [t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2]
     assert not {"DynamicQuantizeLinear", "MatMulInteger"} & {n.op_type for n in graph.node}  # weight-only
     sizes = {k: (models_dir / f"sst2-dan-{k}" / "model.onnx").stat().st_size for k in ("full", "lowrank", "int8")}
