@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
     p.add_argument("--dataset", default="sst2")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "int8.md")
-    p.add_argument("--iters", type=int, default=2000, help="latency samples per variant and batch size")
+    p.add_argument("--iters", type=int, default=5000, help="latency samples per variant and batch size")
     args = p.parse_args(argv)
     full_dir = args.models_dir / f"{args.dataset}-dan-full"
     test = load_splits(datasets_root() / args.dataset)["test"]
