@@ -75,6 +75,19 @@ def test_unreadable_files_and_label_mismatch_in_evaluate(data, tmp_path, capsys)
     _one_error_line(capsys, "no-label.tsv", "label")
     assert main(["evaluate", str(run), "--split", "dev"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 40
+    # the same on the exported folder: its manifest names its data, so --split and --file both work
+    models = tmp_path / "models"
+    assert main(["export", "--run", str(run), "--out", str(models), "--name", "tiny-full", "--int8"]) == 0
+    capsys.readouterr()
+    for name in ("tiny-full", "tiny-full-int8"):
+        for split in ("dev", "test"):
+            assert main(["evaluate", str(models / name), "--split", split]) == 0
+            result = json.loads(capsys.readouterr().out)
+            assert result["n"] == 40 and result["engine"] == "onnxruntime" and result["file"].endswith(f"{split}.tsv")
+        assert main(["evaluate", str(models / name), "--file", str(data / "tiny" / "dev.tsv")]) == 0
+        assert json.loads(capsys.readouterr().out)["n"] == 40
+        assert main(["evaluate", str(models / name), "--file", str(data / "other-labels.tsv")]) == 2
+        _one_error_line(capsys, "other-labels.tsv", "thumbs up")
 
 
 def test_version_and_defaults_in_help():
