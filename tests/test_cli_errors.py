@@ -53,6 +53,7 @@ def _one_error_line(capsys, *names: str) -> str:
     (["sweep", "--datasets", "sst2", "--methods", "bogus"], ["bogus"]),
     (["sweep", "--datasets", "sst2", "--reductions", "2"], ["reductions"]),
     (["sweep", "--grid", "{root}/grid.json"], ["grid.json"]),
+    (["sweep", "--datasets", "nope", "--data-root", "{root}", "--out", "{tmp}/s"], ["nope", "train"]),
     (["report", "--csv", "{root}/none.csv"], ["none.csv"]),
 ])
 def test_user_errors_are_one_line_naming_the_file_or_flag_and_exit_2(data, tmp_path, capsys, argv, names):

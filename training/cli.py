@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.threads:
         _threads(args.threads)
-    from training.runs import RunConfig, run  # torch is imported only once arguments parse
+    from training.runs import RunConfig, run
 
     cfg = RunConfig(data=_data_config(args), model=args.model, method=args.method, reduction=args.reduction,
                     seed=args.seed, out_dir=args.out, name=args.name, int8=not args.no_int8, runs_dir=args.runs,
@@ -297,11 +297,17 @@ def _sweep(args) -> int:
         over["retrain"] = {m: get_architecture(m).retrain.model_copy(update={"epochs": args.retrain_epochs})
                            for m in models}
     cfg = SweepConfig(**{**base, **over})
-    with tqdm(desc="sweep", unit="cell", file=sys.stderr) as bar:
-        def progress(n: int, total: int) -> None:
-            bar.total = total
-            bar.update(n)
+    bars = []  # shown once the first group finishes, so an error before that stays one line
+
+    def progress(n: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="sweep", unit="cell", file=sys.stderr))
+        bars[0].update(n)
+    try:
         rows = run_sweep(cfg, progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(f"{len(rows)} cells -> {cfg.csv_path}")
     return 0
 
