@@ -57,3 +57,14 @@ def test_micro_batching_gives_each_request_its_solo_answer(quick_run, sst2, kind
     assert max(batches) > 1  # requests really shared onnxruntime runs
     worst = float(np.abs(got - alone).max())
     assert worst <= TOLERANCE, f"{kind}: max |Δp| {worst:.2e}"
+
+
+def test_the_check_catches_dynamic_activation_quantization(quick_run, sst2, tmp_path):
+    """The int8 scheme served before (onnxruntime dynamic quantization, activation scales per batch)
+    fails the same comparison: the tolerance is not vacuous."""
+    from bench.int8 import quantize_dynamic_quint8, variant
+
+    dynamic = variant(quick_run[0] / "sst2-dan-full", tmp_path / "dynamic", quantize_dynamic_quint8, None)
+    texts = _texts(sst2)
+    worst = float(np.abs(dynamic.predict(texts).probs - _alone(dynamic, texts)).max())
+    assert worst > 100 * TOLERANCE
