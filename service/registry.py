@@ -73,7 +73,8 @@ class ModelRegistry:
                 mode = p.lstat().st_mode
             except OSError:
                 continue
-            if stat.S_ISLNK(mode) and p.is_dir() or stat.S_ISDIR(mode) and any(_lexists(p / n) for n in (MANIFEST_FILE, MODEL_FILE)):
+            linked_folder = stat.S_ISLNK(mode) and p.is_dir()
+            if linked_folder or (stat.S_ISDIR(mode) and any(_lexists(p / n) for n in (MANIFEST_FILE, MODEL_FILE))):
                 out.append(p)
         return out
 
