@@ -57,6 +57,9 @@ class Settings(BaseSettings):
                                    description="keys for /metrics and /models details; empty: open")
     enable_docs: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json")
     enable_bench: bool = Field(default=False, description="serve the /bench/* benchmark routes")
+    # several workers (service/metrics.py): set by `python -m service --workers N`
+    metrics_dir: Path | None = Field(default=None, description="folder where workers share metric snapshots")
+    metrics_flush_s: float = Field(default=1.0, gt=0, le=60, description="how often a worker writes its snapshot")
 
     @field_validator("api_keys", "admin_keys", mode="after")
     @classmethod
