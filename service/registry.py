@@ -15,7 +15,7 @@ from slimtext.runtime import ModelLoadError, OnnxClassifier
 from slimtext.safefs import DEFAULT_LIMITS, FileLimits, lstat_size
 
 log = logging.getLogger("slimtext.registry")
-_ABS_PATH = re.compile(r"/[^\s'\"(),:]+")
+_ABS_PATH = re.compile(r"(?<![\w.-])/[^\s'\"(),:]+")  # an absolute path, not "folder/file"
 
 
 @dataclass
@@ -86,9 +86,10 @@ class ModelRegistry:
         with_model = [f for f, size in sizes.items() if size is not None and size <= limits.model_bytes]
         if not with_model:
             return
-        smallest = min(with_model, key=lambda f: sizes[f])
-        with contextlib.suppress(ModelLoadError):  # reported properly when the folder is loaded for real
-            OnnxClassifier(smallest, intra_op_threads=intra_op_threads, limits=limits)
+        for folder in sorted(with_model, key=lambda f: sizes[f])[:3]:  # the smallest one that loads
+            with contextlib.suppress(ModelLoadError):  # reported properly when the folder is loaded for real
+                OnnxClassifier(folder, intra_op_threads=intra_op_threads, limits=limits)
+                return
 
     @staticmethod
     def _load_one(folder: Path, intra_op_threads: int, limits: FileLimits = DEFAULT_LIMITS) -> LoadedModel:
