@@ -21,8 +21,14 @@ def scrape(url: str) -> str:
         return c.get(f"{url}/metrics").text
 
 
-def value(metrics: str, pattern: str) -> float:
-    return sum(float(m) for m in re.findall(rf"^{pattern} (\S+)$", metrics, re.M))
+def value(metrics: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` that carry all of `labels` (in any order)."""
+    total = 0.0
+    for found, text, number in re.findall(r"^(\w+)(\{[^}]*\})? (\S+)$", metrics, re.M):
+        got = dict(re.findall(r'(\w+)="([^"]*)"', text))
+        if found == name and all(got.get(k) == v for k, v in labels.items()):
+            total += float(number)
+    return total
 
 
 def test_counters_sum_over_two_workers(quick_run, tmp_path):
@@ -44,11 +50,11 @@ def test_counters_sum_over_two_workers(quick_run, tmp_path):
                       for p in sorted(shared.glob("worker-*.json"))]
         scrapes = [scrape(srv.url) for _ in range(10)]
     assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker  # both served some
-    totals = [value(s, r'slimtext_requests_total\{model="sst2-dan-lowrank",endpoint="classify",status="200"\}')
+    totals = [value(s, "slimtext_requests_total", model="sst2-dan-lowrank", endpoint="classify", status="200")
               for s in scrapes]
     assert totals == [N] * 10, (totals, per_worker)
     assert all(value(s, "slimtext_workers") == 2 for s in scrapes)
-    counts = [value(s, r'slimtext_stage_seconds_count\{model="sst2-dan-lowrank",stage="total"\}') for s in scrapes]
+    counts = [value(s, "slimtext_stage_seconds_count", model="sst2-dan-lowrank", stage="total") for s in scrapes]
     assert counts == [N] * 10
 
 
