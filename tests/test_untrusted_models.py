@@ -43,9 +43,10 @@ def write_big_vocab(path, entries: int) -> None:
         f.write("]}")
 
 
-@pytest.fixture
-def bad_models(quick_run, tmp_path):
-    """One good folder and one folder per kind of hostile content."""
+@pytest.fixture(scope="module")
+def bad_models(quick_run, tmp_path_factory):
+    """One good folder and one folder per kind of hostile content (read-only for the tests)."""
+    tmp_path = tmp_path_factory.mktemp("untrusted")
     src = quick_run[0] / GOOD
     root = tmp_path / "models"
     root.mkdir()
