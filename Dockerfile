@@ -19,16 +19,19 @@ COPY slimtext/ slimtext/
 COPY service/ service/
 COPY training/ training/
 RUN /opt/venv/bin/pip install --no-cache-dir '.[serve]'
-# what serving never loads: pip and setuptools themselves, the packages' test suites, onnxruntime's
-# model-conversion tools (the quantizer runs at export time, in the torch stage)
+# what serving never loads: uvicorn's optional extras for --reload, websockets and YAML log configs, pip
+# and setuptools, the packages' test suites, onnxruntime's model-conversion tools (the quantizer runs at
+# export time, in the torch stage); then an import check that nothing serving needs went with them
 FROM builder AS serve-venv
-RUN /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
+RUN /opt/venv/bin/pip uninstall --yes --quiet watchfiles websockets pyyaml \
+    && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
     && find /opt/venv -depth -type d -name tests -prune -exec rm -rf {} + \
     && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
               /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
               /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
               /opt/venv/lib/python3*/site-packages/numpy/f2py \
-              /opt/venv/lib/python3*/site-packages/numpy/distutils
+              /opt/venv/lib/python3*/site-packages/numpy/distutils \
+    && /opt/venv/bin/python -c "import service.main, service.__main__, onnxruntime, numpy, uvloop, httptools"
 
 # ---- train: optional, exports the default SST-2 models with torch (never part of the final image)
 FROM builder AS train

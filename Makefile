@@ -77,3 +77,9 @@ sweep: | $(VENV)/.installed
 report: | $(VENV)/.installed
 	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
 		--config runs/sweep/config.json
+
+# podman (no Docker engine needed): build the serving image from the Dockerfile and check the running
+# container over HTTP (deploy/podman/image_test.py); `compose-test`: the compose stack + locust + a kill
+.PHONY: image-test compose-test
+image-test: models | $(VENV)/.installed
+	PYTHONPATH=. $(PY) deploy/podman/image_test.py --models $(MODELS)
