@@ -83,3 +83,10 @@ report: | $(VENV)/.installed
 .PHONY: image-test compose-test
 image-test: models | $(VENV)/.installed
 	PYTHONPATH=. $(PY) deploy/podman/image_test.py --models $(MODELS)
+
+$(VENV)/.installed-container: pyproject.toml | $(VENV)/.installed
+	$(PIP) install --quiet -e '.[container,load]'
+	touch $@
+
+compose-test: image-test | $(VENV)/.installed-container
+	PYTHONPATH=. $(PY) deploy/podman/stack_test.py
