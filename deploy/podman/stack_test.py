@@ -144,12 +144,32 @@ def run(tag: str, args, kill: str | None = None) -> dict:
     return result
 
 
+def compose_locust() -> None:
+    """`docker compose --profile load run --rm locust`: locust in its own container, against http://proxy."""
+    if pm.podman("image", "exists", "localhost/slimtext-locust:latest", check=False).returncode != 0:
+        pm.build("localhost/slimtext-locust:latest", base=pm.base_image(), target="loadgen")
+    before = prom(SERVED)
+    names = replica_of()
+    compose("--profile", "load", "run", "--rm", "--no-deps", "locust", timeout=300)
+    time.sleep(11)
+    after = prom(SERVED)
+    with open(pm.ROOT / "docs" / "loadtest" / "compose_stats.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    per = {names.get(i, i): int(after.get(i, 0) - before.get(i, 0)) for i in sorted(after)}
+    print(f"compose locust service: {row['Request Count']} requests, {row['Failure Count']} failures, "
+          f"p50 {row['50%']} ms, p95 {row['95%']} ms, {float(row['Requests/s']):.0f} req/s, per replica {per}",
+          flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--run-time", type=int, default=30, help="seconds per locust run")
     ap.add_argument("--reports", type=Path, default=Path("/tmp/slimtext-compose-test"))
     ap.add_argument("--keep", action="store_true", help="leave the stack running")
+    ap.add_argument("--compose-locust", action="store_true",
+                    help="also run the compose file's own `locust` service (profile load, 32 users, 60 s; "
+                         "builds the loadgen image when missing)")
     args = ap.parse_args()
     pm.require_podman()
     args.reports.mkdir(parents=True, exist_ok=True)
@@ -179,6 +199,8 @@ def main() -> int:
         wait_for("proxy and prometheus healthy",
                  lambda: all(health(n) == "healthy" for s in ("proxy", "prometheus") for n in containers(s)))
         results.append(run("steady", args))
+        if args.compose_locust:
+            compose_locust()
         results.append(run("kill-one", args, kill=containers("api")[1]))
         ok = results[0]["failures"] == 0 and results[0]["requests"] > 0
         status = {n: pm.out("inspect", "--format", "{{.State.Status}} restarts={{.RestartCount}}", n)
