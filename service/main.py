@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import errors
+from service import docs, errors
 from service.classify import Classifier
 from service.config import Settings
 from service.fastpath import ClassifyFastPath
 from service.metrics import Metrics
 from service.registry import ModelRegistry
-from service.routes import classify, health, metrics, models, v2
+from service.routes import classify, health, metrics, models, ui, v2
 
 
 def create_app(settings: Settings | None = None) -> ClassifyFastPath:
@@ -40,4 +40,7 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
     errors.install(app)
     for module in (classify, models, health, v2, metrics):
         app.include_router(module.router)
+    app.include_router(ui.router)  # GET /stats: the data of the model page
+    app.include_router(ui.page_router)  # GET / (the model page) and /static/*
+    docs.install(app)  # /docs and /redoc with Swagger UI / ReDoc from the installed package (no CDN)
     return ClassifyFastPath(app)
