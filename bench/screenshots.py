@@ -29,6 +29,19 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
 
 
+def _traffic(url: str, models_dir: Path, per_model: int = 50) -> None:
+    """A few requests per model, so the page shows live counts and latency percentiles."""
+    import json
+    import urllib.request
+
+    names = [p.name for p in sorted(models_dir.iterdir()) if (p / "manifest.json").is_file()]
+    for i in range(per_model):
+        for name in names:
+            body = json.dumps({"texts": [f"{SENTENCE} {i}"], "model": name}).encode()
+            req = urllib.request.Request(f"{url}/classify", body, {"content-type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).read()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -41,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     with UvicornServer(args.models_dir) as srv, sync_playwright() as pw:
+        _traffic(srv.url, args.models_dir)
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1180, "height": 900})
         page.goto(srv.url + "/")
