@@ -21,6 +21,7 @@ TRAINING_COMMANDS = ("run", "train", "compress", "export", "sweep", "report")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slimtext", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = ",".join(("predict", "evaluate", *TRAINING_COMMANDS))
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + commands + "}")
     pr = sub.add_parser("predict", help="classify texts with an exported model folder, one JSON line per text",
@@ -42,13 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--file", type=Path, default=None, help="labelled .tsv/.csv/.jsonl file")
     ev.add_argument("--split", default="test", choices=["dev", "test"],
                     help="without --file: this split of the model's own dataset")
-    ev.add_argument("--text-col", default="text")
-    ev.add_argument("--label-col", default="label")
+    ev.add_argument("--text-col", default=None, help="text column of --file (default: the training data's)")
+    ev.add_argument("--label-col", default=None, help="label column of --file (default: the training data's)")
     ev.add_argument("--format", default="json", choices=["json", "text"], help="JSON (default) or text tables")
     for name in TRAINING_COMMANDS:
         sub.add_parser(name, help="training (needs the train extra): see `slimtext " + name + " --help`",
                        add_help=False)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slimtext")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

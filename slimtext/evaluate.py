@@ -36,35 +36,40 @@ def scores(gold: list[str], predicted: list[str], labels: list[str]) -> dict[str
 
 
 def evaluate_folder(folder: str | Path, file: str | Path | None = None, split: str = "test",
-                    text_col: str = "text", label_col: str = "label") -> dict[str, Any]:
+                    text_col: str | None = None, label_col: str | None = None) -> dict[str, Any]:
     """Score an exported model folder on a labelled .tsv/.csv/.jsonl file, or on a split of the dataset it
-    was trained on (the folder recorded in its manifest)."""
+    was trained on (the folder recorded in its manifest). Columns default to the training data's."""
     folder = Path(folder)
     if not (folder / MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{folder}: not an exported model folder (no {MANIFEST_FILE})")
     clf = TextClassifier(folder)
+    data_folder, recorded_text, recorded_label = _recorded_data(clf)
     if file is None:
-        path, text_col, label_col = _recorded_split(clf, split)
+        if data_folder is None:
+            raise ValueError(f"{folder / MANIFEST_FILE} does not name its training data; pass --file")
+        path = split_path(data_folder, split)
     else:
         path = Path(file)
+    text_col, label_col = text_col or recorded_text, label_col or recorded_label
     ex = read_examples(path, text_col, label_col)
     labels = clf.labels
     predicted = [labels[i] for i in clf.predict_proba(ex.texts).argmax(1).tolist()]
     return {"target": str(folder), "file": str(path), "engine": "onnxruntime", **scores(ex.labels, predicted, labels)}
 
 
-def _recorded_split(clf: TextClassifier, split: str) -> tuple[Path, str, str]:
-    """The split file of the dataset the model was trained on, from its manifest: `training.data_folder`
-    (exported runs) or `training.config.dataset` under the dataset root (`python -m training run`)."""
+def _recorded_data(clf: TextClassifier) -> tuple[Path | None, str, str]:
+    """The dataset folder the model was trained on and its columns, from the manifest: `training.data`
+    (a DataConfig dump: `data`, or `dataset` under `data_root`), or the older `training.data_folder` /
+    `training.config.dataset`. The folder is None when the manifest names none."""
     training = clf.manifest.training
-    source = training if "data_folder" in training else training.get("config", {})
-    if "data_folder" in source:
-        folder = Path(source["data_folder"])
-    elif "dataset" in source:
-        folder = datasets_root(source.get("data_root")) / source["dataset"]
-    else:
-        raise ValueError(f"{clf.manifest.name}: the manifest records no dataset; pass --file")
-    return split_path(folder, split), source.get("text_col", "text"), source.get("label_col", "label")
+    source = training.get("data") or (training if "data_folder" in training else training.get("config") or {})
+    cols = source.get("text_col", "text"), source.get("label_col", "label")
+    folder = source.get("data") or source.get("data_folder")
+    if folder:
+        return Path(folder), *cols
+    if source.get("dataset"):
+        return datasets_root(source.get("data_root")) / source["dataset"], *cols
+    return None, *cols
 
 
 def format_report(result: dict[str, Any]) -> str:

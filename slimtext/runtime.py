@@ -53,6 +53,9 @@ class OnnxClassifier:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
+        # fold DequantizeLinear of constant int8 weights into fp32 once at load (int8-weights-per-row models):
+        # onnxruntime otherwise keeps them for QDQ fusion and dequantizes on every run
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
