@@ -83,3 +83,12 @@ sweep: | $(VENV)/.installed
 report: | $(VENV)/.installed
 	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
 		--config runs/sweep/config.json
+
+# a hostile models folder (5M-entry vocab) at start-up -> docs/untrusted-models.md;
+# metrics cost per request / scrape, one worker vs several -> docs/metrics-cost.md
+.PHONY: bench-untrusted bench-metrics
+bench-untrusted: models | $(VENV)/.installed
+	$(PY) -m bench.untrusted_models --models-dir $(MODELS)
+
+bench-metrics: | $(VENV)/.installed
+	$(PY) -m bench.metrics_cost

@@ -13,6 +13,8 @@ import sys
 
 import uvicorn.main
 
+from service.metrics import prepare_multiprocess
+
 
 def _exit_zero(signum, frame) -> None:
     sys.exit(0)
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)
     args = ["--factory", "service.main:create_app", *(sys.argv[1:] if argv is None else argv)]
+    prepare_multiprocess(args)  # --workers N > 1: the workers share a folder so /metrics sums them all
     uvicorn.main.main(args=args, prog_name="python -m service")
 
 

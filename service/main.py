@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import docs, errors
+from service import docs as offline_docs
+from service import errors
+from service.auth import AuthGuard
 from service.classify import Classifier
 from service.config import Settings
 from service.fastpath import ClassifyFastPath
@@ -24,23 +26,30 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         registry = ModelRegistry.load(settings.models_dir, settings.default_model, settings.intra_op_threads,
-                                      settings.strict)
+                                      settings.strict, limits=settings.file_limits)
         for m in registry.models.values():
             man = m.classifier.manifest
             app.state.metrics.describe_model(m.name, man.kind, man.onnx_bytes, man.params.total,
                                              man.embedding_compression, m.rss_growth_bytes)
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
+        app.state.metrics.start()
         yield
+        await app.state.metrics.stop()
         app.state.classifier = None
 
+    docs = settings.enable_docs  # off by default: production exposes no schema or docs UI
     app = FastAPI(title="slimtext", version="0.1.0", lifespan=lifespan,
-                  description="Text classification with low-rank compressed embeddings, served by onnxruntime.")
-    app.state.metrics = Metrics()
+                  description="Text classification with low-rank compressed embeddings, served by onnxruntime.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
+    app.state.metrics = Metrics(settings.metrics_dir, settings.metrics_flush_s)
     app.state.classifier = None
     errors.install(app)
     for module in (classify, models, health, v2, metrics):
         app.include_router(module.router)
-    app.include_router(ui.router)  # GET /stats: the data of the model page
-    app.include_router(ui.page_router)  # GET / (the model page) and /static/*
-    docs.install(app)  # /docs and /redoc with Swagger UI / ReDoc from the installed package (no CDN)
-    return ClassifyFastPath(app)
+    if settings.enable_bench:
+        app.include_router(metrics.bench_router)
+    app.include_router(ui.router)  # GET /stats: the data of the model page (needs a key like /models)
+    app.include_router(ui.page_router)  # GET / (the model page) and /static/*: public, no data in them
+    offline_docs.install(app)  # /docs, /redoc with Swagger UI / ReDoc from the installed package; no-op when off
+    return ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))

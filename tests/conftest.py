@@ -42,7 +42,7 @@ class Server(UvicornServer):
 
 @pytest.fixture(scope="session")
 def server(quick_run):
-    srv = Server(quick_run[0])
+    srv = Server(quick_run[0], env={"SLIMTEXT_ENABLE_DOCS": "true"})  # the schemathesis test reads /openapi.json
     srv.wait_ready()
     yield srv
     srv.stop()

@@ -84,3 +84,26 @@ def test_docs_install_is_a_no_op_without_an_openapi_schema():
     docs.install(app)
     assert [getattr(r, "path", None) for r in app.router.routes] == before
     assert "/docs" not in before and "/docs-static" not in before
+
+
+API_KEY = "page-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def keyed(quick_run):
+    from tests.conftest import Server
+
+    srv = Server(quick_run[0], env={"SLIMTEXT_API_KEYS": API_KEY})
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+def test_with_api_keys_the_page_is_public_and_its_data_is_not(keyed):
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        assert get(keyed, path).status_code == 200, path
+    r = get(keyed, "/stats")
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized" and "sst2" not in r.text
+    ok = httpx.get(f"{keyed.url}/stats", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+    assert ok.status_code == 200 and len(ok.json()["models"]) == 3
+    assert get(keyed, "/docs").status_code == 401 and get(keyed, "/docs-static/swagger-ui.css").status_code == 401

@@ -97,3 +97,27 @@ def test_docs_render_the_classify_operation_offline(page, server):
     op.wait_for()
     assert op.is_visible()
     page.screenshot(path=str(page.shots / "docs.png"))
+
+
+def test_page_asks_for_the_key_when_the_service_needs_one(browser, quick_run):
+    from tests.conftest import Server
+
+    key = "browser-test-key-0123456789"
+    srv = Server(quick_run[0], env={"SLIMTEXT_API_KEYS": key})
+    ctx = browser.new_context()
+    try:
+        srv.wait_ready()
+        page = ctx.new_page()
+        page.goto(srv.url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('needs an API key')")
+        assert page.locator("#models tbody tr").count() == 0
+        page.fill("#api-key", key)
+        page.click("#key-form button")
+        page.wait_for_function("document.querySelectorAll('#models tbody tr').length === 3")
+        assert page.locator("#status").inner_text() == ""
+        page.fill("#text", SENTENCE)
+        page.click("#classify")
+        page.wait_for_function("document.querySelectorAll('#results .result .label').length === 3")
+    finally:
+        ctx.close()
+        srv.stop()
