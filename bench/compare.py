@@ -97,9 +97,18 @@ def run(args: argparse.Namespace) -> tuple[list[Row], str]:
                 ort_b1_p50_us=b1[n].p50, ort_b1_p99_us=b1[n].p99, ort_b32_p50_us=b32[n].p50,
                 ort_b32_p99_us=b32[n].p99, http_rps=http[n].requests_per_s, http_p50_ms=http[n].latency_ms.p50,
                 http_p99_ms=http[n].latency_ms.p99, http_failures=http[n].failures,
-                accuracy=float((preds[n] == gold).mean()), agreement=float((preds[n] == preds[reference]).mean()))
+                accuracy=float((preds[n] == gold).mean()), agreement=float((preds[n] == preds[reference]).mean()),
+                spread=_spread(rss[n], b1[n], b32[n], http[n]))
             for n, c in classifiers.items()]
     return rows, reference
+
+
+def _spread(rss: measure.RssGrowth, b1: measure.Latency, b32: measure.Latency,
+            http: measure.HttpResult) -> dict[str, tuple[float, float]]:
+    """Per-column (min, max) over the rounds of this run, for the chart's spread bars."""
+    ranges = {"rss_growth_bytes": rss.first_range, "ort_b1_p50_us": b1.p50_range, "ort_b32_p50_us": b32.p50_range,
+              "http_rps": http.rps_range, "http_p50_ms": http.latency_ms.p50_range}
+    return {k: v for k, v in ranges.items() if v is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

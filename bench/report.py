@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -24,6 +24,8 @@ class Row:
     http_failures: int
     accuracy: float
     agreement: float
+    # column -> (min, max) over the measurement rounds of this run: the run-to-run spread drawn on the chart
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 # (header, format) per column, in table order
@@ -69,6 +71,9 @@ def markdown(rows: Sequence[Row], reference: str, settings: dict[str, str], char
         table(rows, reference), "",
         "Relative to the reference:", "", *ratios, "",
         f"![comparison]({chart})", "",
+        "The chart marks on each panel whether lower or higher is better; its black bars span the lowest and "
+        "highest value over the measurement rounds of this run (per-round p50 for latency, per-round requests/s, "
+        "per-process RSS at load): the run-to-run spread.", "",
     ])
 
 
@@ -78,34 +83,41 @@ def chart(rows: Sequence[Row], reference: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("ONNX size (KiB)", [("", lambda r: r.onnx_bytes / 1024)]),
-        ("RSS growth (MiB)", [("at load", lambda r: r.rss_growth_bytes / 2**20),
-                              ("extra copy", lambda r: r.rss_marginal_bytes / 2**20)]),
-        ("onnxruntime batch 1 (µs)", [("p50", lambda r: r.ort_b1_p50_us), ("p99", lambda r: r.ort_b1_p99_us)]),
-        ("onnxruntime batch 32 (µs)", [("p50", lambda r: r.ort_b32_p50_us), ("p99", lambda r: r.ort_b32_p99_us)]),
-        ("HTTP requests/s", [("", lambda r: r.http_rps)]),
-        ("HTTP latency (ms)", [("p50", lambda r: r.http_p50_ms), ("p99", lambda r: r.http_p99_ms)]),
-        ("test accuracy", [("", lambda r: r.accuracy)]),
-        (f"agreement with {reference}", [("", lambda r: r.agreement)]),
+    lower, higher = "lower is better ↓", "higher is better ↑"
+    panels = [  # (title, better, [(series label, column, scale)])
+        ("ONNX size (KiB)", lower, [("", "onnx_bytes", 1 / 1024)]),
+        ("RSS growth (MiB)", lower, [("at load", "rss_growth_bytes", 2**-20),
+                                     ("extra copy", "rss_marginal_bytes", 2**-20)]),
+        ("onnxruntime batch 1 (µs)", lower, [("p50", "ort_b1_p50_us", 1), ("p99", "ort_b1_p99_us", 1)]),
+        ("onnxruntime batch 32 (µs)", lower, [("p50", "ort_b32_p50_us", 1), ("p99", "ort_b32_p99_us", 1)]),
+        ("HTTP requests/s", higher, [("", "http_rps", 1)]),
+        ("HTTP latency (ms)", lower, [("p50", "http_p50_ms", 1), ("p99", "http_p99_ms", 1)]),
+        ("test accuracy", higher, [("", "accuracy", 1)]),
+        (f"agreement with {reference}", higher, [("", "agreement", 1)]),
     ]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.8))
     names = [r.model for r in rows]
-    for ax, (title, series) in zip(axes.flat, panels, strict=True):
+    for ax, (title, better, series) in zip(axes.flat, panels, strict=True):
         width = 0.8 / len(series)
-        for j, (label, value) in enumerate(series):
+        for j, (label, column, scale) in enumerate(series):
             xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(rows))]
-            bars = ax.bar(xs, [value(r) for r in rows], width, label=label or None)
-            ax.bar_label(bars, fmt="%.4g", fontsize=7)
-        ax.set_title(title, fontsize=10)
+            ys = [getattr(r, column) * scale for r in rows]
+            bars = ax.bar(xs, ys, width, label=label or None)
+            ax.bar_label(bars, fmt="%.4g", fontsize=7, padding=6 if any(column in r.spread for r in rows) else 2)
+            spread = [(y - r.spread[column][0] * scale, r.spread[column][1] * scale - y) if column in r.spread
+                      else (0.0, 0.0) for r, y in zip(rows, ys, strict=True)]
+            if any(lo or hi for lo, hi in spread):
+                ax.errorbar(xs, ys, yerr=[[max(lo, 0) for lo, _ in spread], [max(hi, 0) for _, hi in spread]],
+                            fmt="none", ecolor="black", elinewidth=1, capsize=3)
+        ax.set_title(f"{title}\n{better}", fontsize=10)
         ax.set_xticks(range(len(rows)), names, rotation=20, ha="right", fontsize=8)
         ax.margins(y=0.15)
         if len(series) > 1:
             ax.legend(fontsize=8, loc="upper left")
         if title in ("test accuracy", f"agreement with {reference}"):
-            low = min(value(r) for r in rows for _, value in series)
+            low = min(getattr(r, column) * scale for r in rows for _, column, scale in series)
             ax.set_ylim(max(0.0, low - 0.1), 1.03)
-    fig.suptitle("slimtext: models side by side (one run)")
+    fig.suptitle("slimtext: models side by side (one run; black bars: min-max over the run's measurement rounds)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -5,7 +5,8 @@
 - `SLIMTEXT_ADMIN_KEYS`: when set, /metrics needs one of these, and only these unlock the admin view of
   /models (training config, library versions, full error messages). Unset: /metrics is open and
   nobody gets the admin view.
-- Health probes (/health/*, /v2/health/*, /v2) and, when enabled, the docs stay public.
+- Health probes (/health/*, /v2/health/*, /v2), the model page (/ and /static/*, no data in them) and, when
+  enabled, the docs (with their /docs-static/* assets) stay public.
 
 A key travels as `Authorization: Bearer <key>` or `X-API-Key: <key>`. It is compared with
 hmac.compare_digest against every configured key (no early exit, so the time does not say which
@@ -22,9 +23,10 @@ from service.errors import error_body
 
 log = logging.getLogger("slimtext.auth")
 
-PUBLIC_PREFIXES = ("/health/", "/v2/health/")
-PUBLIC_PATHS = frozenset({"/v2"})
+PUBLIC_PREFIXES = ("/health/", "/v2/health/", "/static/")  # /static/: the model page's script and stylesheet
+PUBLIC_PATHS = frozenset({"/v2", "/"})  # "/": the model page, no data in it (it reads /stats with the key)
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+DOCS_PREFIXES = ("/docs-static/",)  # Swagger UI / ReDoc assets (service/docs.py)
 ADMIN_PATHS = frozenset({"/metrics"})
 ADMIN_STATE = "slimtext_admin"  # scope["state"] key: the caller showed an admin key
 
@@ -52,6 +54,7 @@ class AuthGuard:
         self.api_keys = tuple(k.encode() for k in api_keys)
         self.admin_keys = tuple(k.encode() for k in admin_keys)
         self.public = PUBLIC_PATHS | (DOCS_PATHS if docs_public else frozenset())
+        self.public_prefixes = PUBLIC_PREFIXES + (DOCS_PREFIXES if docs_public else ())
 
     @property
     def active(self) -> bool:
@@ -60,7 +63,7 @@ class AuthGuard:
     async def allow(self, scope, send) -> bool:
         """True when the request may go on; otherwise the 401/403 has been sent."""
         path = scope["path"]
-        if path in self.public or path.startswith(PUBLIC_PREFIXES):
+        if path in self.public or path.startswith(self.public_prefixes):
             return True
         given = presented_key(scope["headers"])
         is_admin = given is not None and bool(self.admin_keys) and _matches(given, self.admin_keys)

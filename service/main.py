@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import docs as offline_docs
 from service import errors
 from service.auth import AuthGuard
 from service.classify import Classifier
@@ -14,7 +15,7 @@ from service.config import Settings
 from service.fastpath import ClassifyFastPath
 from service.metrics import Metrics
 from service.registry import ModelRegistry
-from service.routes import classify, health, metrics, models, v2
+from service.routes import classify, health, metrics, models, ui, v2
 
 
 def create_app(settings: Settings | None = None) -> ClassifyFastPath:
@@ -48,4 +49,7 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
         app.include_router(module.router)
     if settings.enable_bench:
         app.include_router(metrics.bench_router)
+    app.include_router(ui.router)  # GET /stats: the data of the model page (needs a key like /models)
+    app.include_router(ui.page_router)  # GET / (the model page) and /static/*: public, no data in them
+    offline_docs.install(app)  # /docs, /redoc with Swagger UI / ReDoc from the installed package; no-op when off
     return ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))

@@ -91,3 +91,14 @@ def test_compare_needs_two_models(quick_run):
         compare.parse_args([str(quick_run[0] / "sst2-dan-full")])
     with pytest.raises(SystemExit):
         compare.parse_args([str(quick_run[0] / "sst2-dan-full"), str(quick_run[0])])  # not a model folder
+
+
+def test_latency_spread_brackets_the_overall_median():
+    """The chart's run-to-run spread: per-round p50s, whose range always holds the p50 of all samples."""
+    from bench.measure import Latency
+
+    rounds = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [2.0, 2.5, 9.0]]
+    lat = Latency.of([x for r in rounds for x in r], 1e3, rounds)
+    assert lat.p50_range == (2000.0, 5000.0)
+    assert lat.p50_range[0] <= lat.p50 <= lat.p50_range[1]
+    assert Latency.of([1.0], 1.0).p50_range is None

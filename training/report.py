@@ -223,11 +223,27 @@ def size_table(rows: list[dict[str, Any]], dataset: str = "sst2", tokens: int = 
     return out
 
 
+def _bytes_label(b: float, _pos=None) -> str:
+    """Byte axis ticks in KiB / MiB."""
+    if b >= 2**20:
+        return f"{b / 2**20:g} MiB"
+    return f"{b / 2**10:g} KiB"
+
+
+def _point_label(method: str, reduction: float | None) -> str:
+    """What tells the points of one curve apart: the reduction (90%) or the bit width (8b)."""
+    if reduction is not None:
+        return f"{reduction:.0%}"
+    bits = method.split("-")[0].removeprefix("int")
+    return f"{bits}b" if bits.isdigit() else ""
+
+
 def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     paths = []
     datasets = _order({k[0] for k in agg}, ["sst2", "sst5", "trec", "mr", "subj"])
@@ -240,28 +256,42 @@ def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
         "online + int8 factors": (["online+int8"], True),
         "online + int8 model": (["online+int8-model"], True),
     }
+    colors = dict(zip(curves, plt.get_cmap("tab10").colors, strict=False))
     for ds in datasets:
         models = _order({k[2] for k in agg if k[0] == ds and k[1] == "train"}, list(ARCHITECTURES))
-        fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
+        # one y-range for the whole figure, so the panels compare at a glance
+        fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.8), squeeze=False, sharey=True)
+        handles: dict[str, object] = {}
         for ax, model in zip(axes[0], models, strict=True):
             for label, (methods, by_p) in curves.items():
-                pts = sorted((st.first["model_bytes"], st.test_mean, statistics.stdev(st.test) if st.n > 1 else 0)
+                pts = sorted((st.first["model_bytes"], st.test_mean, statistics.stdev(st.test) if st.n > 1 else 0,
+                              _point_label(k[3], k[4]))
                              for k, st in agg.items() if k[0] == ds and k[1] == "train" and k[2] == model
                              and k[3] in methods and (k[4] is not None) == by_p)
                 if pts:
-                    xs, ys, es = zip(*pts, strict=True)
-                    ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=label)
+                    xs, ys, es, names = zip(*pts, strict=True)
+                    handles[label] = ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=label,
+                                                 color=colors[label])
+                    for x, y, name in zip(xs, ys, names, strict=True):
+                        ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=6,
+                                    color=colors[label])
             full = agg.get((ds, "train", model, "full", None))
             if full:
-                ax.errorbar([full.first["model_bytes"]], [full.test_mean], marker="*", ms=12, color="black",
-                            ls="none", label="full")
-            ax.set_xscale("log")
-            ax.set_xlabel("model bytes (log)")
-            ax.set_ylabel("test accuracy (%), mean of seeds")
+                handles["full model"] = ax.errorbar([full.first["model_bytes"]], [full.test_mean], marker="*",
+                                                    ms=12, color="black", ls="none", label="full model")
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_locator(LogLocator(base=2))
+            ax.xaxis.set_major_formatter(FuncFormatter(_bytes_label))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+            ax.set_xlabel("model file size (log scale)")
             ax.set_title(f"{ds} — {model}")
             ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
+        axes[0][0].set_ylabel("test accuracy (%), mean ± std of seeds")
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8, frameon=False)
+        fig.suptitle(f"{ds}: accuracy against size (better: up and to the left; point labels: "
+                     "embedding reduction or bits)", fontsize=10)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
         path = out_dir / f"accuracy_vs_bytes_{ds}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
