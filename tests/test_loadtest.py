@@ -43,7 +43,7 @@ def test_make_loadtest_script_passes_and_reports_every_model(quick_run, tmp_path
 
 
 def test_quitting_hook_fails_on_p95_over_threshold(server, tmp_path):
-    proc = locust(server.url, 2, tmp_path / "p95", env={"SLIMTEXT_LOAD_MAX_P95_MS": "0.001"})
+    proc = locust(server.url, 5, tmp_path / "p95", env={"SLIMTEXT_LOAD_MAX_P95_MS": "0.001"})
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "p95" in proc.stderr and "load test FAILED" in proc.stderr
     total = read_stats(tmp_path / "p95_stats.csv")[-1]
@@ -51,7 +51,7 @@ def test_quitting_hook_fails_on_p95_over_threshold(server, tmp_path):
 
 
 def test_quitting_hook_fails_on_any_failed_request(server, tmp_path):
-    proc = locust(server.url, 2, tmp_path / "fail", env={"SLIMTEXT_LOAD_MODELS": "sst2-dan-full:1,no-such-model:1",
+    proc = locust(server.url, 5, tmp_path / "fail", env={"SLIMTEXT_LOAD_MODELS": "sst2-dan-full:1,no-such-model:1",
                                                          "SLIMTEXT_LOAD_MAX_P95_MS": "100000"})
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "failure ratio" in proc.stderr
