@@ -115,7 +115,9 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
     from service.schemas import ClassifyRequest
 
     body = orjson.dumps({"texts": [SENTENCE], "model": model})
-    app = create_app(Settings(models_dir=models_dir))
+    app = outer = create_app(Settings(models_dir=models_dir))
+    while not hasattr(app.app, "router"):  # down to the wrapper just around FastAPI
+        app = app.app
     loop = asyncio.new_event_loop()
     lifespan = app.app.router.lifespan_context(app.app)
     loop.run_until_complete(lifespan.__aenter__())
@@ -136,7 +138,7 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
         async def send(_message):
             return None
 
-        return lambda: loop.run_until_complete(app(scope, receive, send))
+        return lambda: loop.run_until_complete(outer(scope, receive, send))
 
     rows = [("parse + validate the body (pydantic-core)", cpu_us(lambda: ClassifyRequest.model_validate_json(body))),
             ("tokenize (regex, vocabulary lookup, numpy ids)", cpu_us(lambda: m.tokenizer.encode_batch([SENTENCE]))),

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import errors
+from service import errors, protocol
+from service.admission import Admission
 from service.classify import Classifier
 from service.config import Settings
 from service.fastpath import ClassifyFastPath
@@ -16,8 +17,9 @@ from service.registry import ModelRegistry
 from service.routes import classify, health, metrics, models, v2
 
 
-def create_app(settings: Settings | None = None) -> ClassifyFastPath:
-    """The FastAPI app wrapped by the /classify fast path (an ASGI app; `.app` is the FastAPI one)."""
+def create_app(settings: Settings | None = None) -> Admission:
+    """The FastAPI app wrapped by the /classify fast path, wrapped by admission control (ASGI apps; each
+    wrapper's `.app` is the one inside, the innermost is FastAPI)."""
     settings = settings or Settings()  # reads SLIMTEXT_* now: a bad value fails before serving
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -30,7 +32,9 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
             app.state.metrics.describe_model(m.name, man.kind, man.onnx_bytes, man.params.total,
                                              man.embedding_compression, m.rss_growth_bytes)
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
+        admission.offloader = app.state.classifier.offloader
         yield
+        app.state.classifier.offloader.close()
         app.state.classifier = None
 
     app = FastAPI(title="slimtext", version="0.1.0", lifespan=lifespan,
@@ -40,4 +44,9 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
     errors.install(app)
     for module in (classify, models, health, v2, metrics):
         app.include_router(module.router)
-    return ClassifyFastPath(app)
+    protocol.configure(protocol.Limits(settings.header_max_bytes, settings.header_timeout_s,
+                                       settings.body_timeout_s, settings.drain_idle_s))
+    admission = Admission(ClassifyFastPath(app), settings.max_in_flight, settings.max_body_bytes_in_flight,
+                          settings.retry_after_s, settings.max_body_bytes)
+    app.state.metrics.registry.register(admission)
+    return admission
