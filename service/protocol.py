@@ -10,6 +10,11 @@
   the client already sent but the loop has not read yet. Here an idle connection stays open for
   `drain_idle_s` more: a request that arrives is served with `Connection: close`; responses in flight
   also end with `Connection: close`. Nothing is accepted any more (uvicorn closed the listening socket).
+- Lingering close: a reply sent before the request was fully read (431, or admission control's 503
+  before the body) would be followed by close() with unread bytes in the socket, and the kernel then
+  answers with a reset that can destroy the reply before the client reads it. Instead the write side is
+  shut down after the reply and the rest of the request is read and discarded for up to `LINGER_S`
+  seconds / `LINGER_BYTES` bytes (as nginx's lingering_close), then the socket is closed.
 """
 
 from __future__ import annotations
@@ -43,6 +48,42 @@ def _reply(status: bytes, message: bytes) -> bytes:
             + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
 
 
+LINGER_S, LINGER_BYTES = 2.0, 4 * 1_048_576
+
+
+class _LingeringTransport:
+    """The connection's transport, with close() that lingers while a request is still arriving."""
+
+    def __init__(self, transport, protocol: HardenedHttpToolsProtocol):
+        self._transport, self._protocol = transport, protocol
+        self.lingering, self.discarded = False, 0
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        if not self._protocol.request_unread() or not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        self._transport.write_eof()  # after the reply is flushed: FIN, the client reads the reply
+        self._transport.resume_reading()
+        self._protocol.loop.call_later(LINGER_S, self._transport.close)
+
+    def abort_lingering(self) -> None:
+        self._transport.close()
+
+    def discard(self, data: bytes) -> None:
+        self.discarded += len(data)
+        if self.discarded > LINGER_BYTES:
+            self._transport.close()
+
+
 REPLY_431 = _reply(b"431 Request Header Fields Too Large", b"request_header_too_large")
 REPLY_408 = _reply(b"408 Request Timeout", b"request_timeout")
 
@@ -70,23 +111,32 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             self.transport.write(REPLY_408)
-            self.transport.close()
+            self.transport.abort_lingering()  # a slow client gets no more time
 
     def _body_timeout(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():  # the app sees http.disconnect
-            self.transport.close()
+            self.transport.abort_lingering()
 
     # --- protocol events -------------------------------------------------------------------
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self))
         self._arm(self.limits.header_timeout_s, self._head_timeout)
 
     def connection_lost(self, exc) -> None:
         self._disarm()
         super().connection_lost(exc)
 
+    def request_unread(self) -> bool:
+        """Part of a request is still on its way (a head being sent, or a body not read to its end)."""
+        if self._in_head:
+            return self._head_bytes > 0
+        return self.cycle is not None and self.cycle.more_body
+
     def data_received(self, data: bytes) -> None:  # uvicorn's, plus the head count
+        if self.transport.lingering:
+            self.transport.discard(data)
+            return
         if self.parser is None or self.transport.is_closing():
             return
         if self._in_head:
