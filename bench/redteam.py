@@ -43,19 +43,22 @@ def post_bytes(body: bytes, path: str = "/classify") -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """(status, server closes after it); (0, True) when the connection ended without a response."""
+async def read_response(reader: asyncio.StreamReader, with_retry_after: bool = False):
+    """(status, server closes after it[, Retry-After seconds]); status 0 when the connection ended without one."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-        return 0, True
+        return (0, True, 0.0) if with_retry_after else (0, True)
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+    status, close = int(lines[0].split()[1]), headers.get("connection", "").lower() == "close"
     try:
         await reader.readexactly(int(headers.get("content-length", "0")))
     except (asyncio.IncompleteReadError, ConnectionError):
-        return 0, True
-    return int(lines[0].split()[1]), headers.get("connection", "").lower() == "close"
+        status, close = 0, True
+    if with_retry_after:
+        return status, close, float(headers.get("retry-after", "0") or 0)
+    return status, close
 
 
 async def _loop_requests(port: int, payload: bytes, until: float, stats: dict, backoff_s: float) -> None:
@@ -71,10 +74,10 @@ async def _loop_requests(port: int, payload: bytes, until: float, stats: dict, b
             while time.monotonic() < until:
                 writer.write(payload)
                 await writer.drain()
-                status, close = await asyncio.wait_for(read_response(reader), 30)
+                status, close, retry_after = await asyncio.wait_for(read_response(reader, True), 30)
                 stats[str(status)] = stats.get(str(status), 0) + 1
-                if status != 200:
-                    await asyncio.sleep(backoff_s)
+                if status != 200:  # a heavy but well-behaved client: it honours Retry-After
+                    await asyncio.sleep(max(backoff_s, retry_after))
                 if close:
                     break
         except (TimeoutError, OSError):
@@ -85,7 +88,8 @@ async def _loop_requests(port: int, payload: bytes, until: float, stats: dict, b
 
 
 def load_requests(port: int, body: bytes, clients: int, seconds: float, backoff_s: float = 0.2) -> dict:
-    """`clients` connections sending `body` back to back for `seconds` (runs in the client process)."""
+    """`clients` connections sending `body` back to back for `seconds` (runs in the client process); after a
+    non-200 reply a client waits its Retry-After (at least `backoff_s`) before the next request."""
     async def run():
         stats = {"connect_errors": 0, "socket_errors": 0}
         until = time.monotonic() + seconds
@@ -214,10 +218,10 @@ def load_sigterm(port: int, pid: int, conns: int, before_s: float, seconds: floa
 class Probe(threading.Thread):
     def __init__(self, port: int):
         super().__init__(daemon=True)
-        self.port, self.latencies, self._stop = port, [], threading.Event()
+        self.port, self.latencies, self._halt = port, [], threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             t0 = time.monotonic()
             try:
                 with socket.create_connection((LOOPBACK, self.port), timeout=PROBE_TIMEOUT_S) as s:
@@ -227,19 +231,20 @@ class Probe(threading.Thread):
                 self.latencies.append(time.monotonic() - t0 if ok else PROBE_TIMEOUT_S)
             except OSError:
                 self.latencies.append(PROBE_TIMEOUT_S)
-            self._stop.wait(max(0.0, PROBE_EVERY_S - (time.monotonic() - t0)))
+            self._halt.wait(max(0.0, PROBE_EVERY_S - (time.monotonic() - t0)))
 
     def stop(self) -> dict:
-        self._stop.set()
+        self._halt.set()
         self.join(PROBE_TIMEOUT_S + 1)
         lat = self.latencies
-        return {"probes": len(lat), "probes_ok": sum(x < 1.0 for x in lat), "probe_max_s": max(lat, default=0.0)}
+        return {"probes": len(lat), "probes_ok": sum(x < 1.0 for x in lat), "probe_max_s": max(lat, default=0.0),
+                "probe_latencies": [round(x, 3) for x in lat]}
 
 
 class RssSampler(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.peak, self._halt = pid, 0, threading.Event()
 
     @staticmethod
     def rss_mb(pid: int) -> float:
@@ -250,12 +255,12 @@ class RssSampler(threading.Thread):
         return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.peak = max(self.peak, self.rss_mb(self.pid))
-            self._stop.wait(0.05)
+            self._halt.wait(0.05)
 
     def stop(self) -> float:
-        self._stop.set()
+        self._halt.set()
         self.join(1)
         return self.peak
 

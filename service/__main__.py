@@ -13,6 +13,8 @@ settings are checked before uvicorn starts: a bad one prints one line and exits 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import resource
 import signal
 import sys
@@ -39,6 +41,13 @@ def raise_nofile_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def limit_malloc_arenas(arenas: int = 1) -> None:
+    """glibc gives a thread that allocates its own malloc arena, which keeps what it freed: the worker
+    thread's parse/tokenize buffers would pile up in a second heap. One arena, shared (not glibc: no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
 
 def settings_help() -> str:
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             print(settings_help())
     check_settings()
     raise_nofile_limit()
+    limit_malloc_arenas()
     # uvicorn installs its own handlers while serving and restores these before re-raising the signal
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,15 @@ class QueueFull(Exception):
     """The worker's queue is full: shed the request."""
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 class Offloader:
     def __init__(self, queue_max: int, threads: int = 1):
+        # Every socket call on the event loop releases the GIL and must win it back from a worker thread busy
+        # in Python code (tokenizer, JSON): at CPython's default 5 ms switch interval, each of those
+        # hand-backs can cost up to 5 ms, and hundreds of connections add up to seconds (the "convoy effect").
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.queue_max = queue_max
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="slimtext-cpu")
         self.pending = 0  # jobs queued or running; touched on the event loop only
