@@ -43,9 +43,9 @@ def raise_nofile_limit() -> int:
     return soft
 
 
-def limit_malloc_arenas(arenas: int = 1) -> None:
+def tune_malloc(arenas: int = 1) -> None:
     """glibc gives a thread that allocates its own malloc arena, which keeps what it freed: the worker
-    thread's parse/tokenize buffers would pile up in a second heap. One arena, shared (not glibc: no-op)."""
+    thread's parse/tokenize buffers would pile up in a second heap, so one arena. (Not glibc: no-op.)"""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             print(settings_help())
     check_settings()
     raise_nofile_limit()
-    limit_malloc_arenas()
+    tune_malloc()
     # uvicorn installs its own handlers while serving and restores these before re-raising the signal
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)

@@ -9,6 +9,7 @@ bounded by configuration, not by how many clients connect. GETs (health, metrics
 from __future__ import annotations
 
 import logging
+import random
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -23,7 +24,7 @@ class Admission:
     def __init__(self, app, max_in_flight: int, max_body_bytes: int, retry_after_s: int, fallback_body: int):
         self.app = app
         self.max_in_flight, self.max_body_bytes = max_in_flight, max_body_bytes
-        self.retry_after = str(retry_after_s).encode()
+        self.retry_after_s = retry_after_s
         self.fallback_body = fallback_body  # charged for a body without Content-Length (chunked): the body cap
         self.in_flight = 0
         self.body_bytes = 0
@@ -56,8 +57,12 @@ class Admission:
         body = error_body("overloaded", "the server is at its configured capacity; retry later")
         await send({"type": "http.response.start", "status": 503, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", self.retry_after), (b"connection", b"close")]})
+            (b"retry-after", self._retry_after()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+    def _retry_after(self) -> bytes:
+        """Retry-After spread over [n, 2n] s: clients shed together must not all come back in the same instant."""
+        return str(self.retry_after_s + random.randint(0, self.retry_after_s)).encode()
 
     def collect(self):
         yield CounterMetricFamily("slimtext_shed_requests", "POSTs refused with 503 by admission control or a full "
