@@ -404,11 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="halve the attack durations")
     p.add_argument("--only", nargs="*", help="case names to run")
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument("--before-json", type=Path, help="reuse the 'before' results of an earlier --json file")
     args = p.parse_args(argv)
     if not (args.models_dir / "sst2-dan-lowrank").is_dir() and not any(args.models_dir.glob("*/manifest.json")):
         print(f"no models under {args.models_dir}; run `make models` first", file=sys.stderr)
         return 1
-    before = None
+    before = json.loads(args.before_json.read_text())["before"] if args.before_json else None
     if args.before_repo is not None:
         repo = args.before_repo.resolve()
         py = repo / ".venv" / "bin" / "python"

@@ -71,6 +71,9 @@ class _LingeringTransport:
             self._transport.close()
             return
         self.lingering = True
+        cycle = self._protocol.cycle
+        if cycle is not None:  # body bytes uvicorn buffered before the reply (up to a 256 KiB read): drop them
+            cycle.body = bytearray()
         self._transport.write_eof()  # after the reply is flushed: FIN, the client reads the reply
         self._transport.resume_reading()
         self._protocol.loop.call_later(LINGER_S, self._transport.close)
