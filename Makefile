@@ -60,6 +60,12 @@ bench-serve: models | $(VENV)/.installed
 accuracy: | $(VENV)/.installed
 	$(PY) -m bench.accuracy --dataset $(DATASET)
 
+# served int8 before (dynamic QUInt8) vs after (int8 weights per row): accuracy, batch independence, latency,
+# bytes; docs/int8.md
+.PHONY: int8
+int8: models | $(VENV)/.installed
+	$(PY) -m bench.int8 --models-dir $(MODELS)
+
 # 100,000 requests + 64 connections for 60 s against a real uvicorn (wrk, loopback); docs/reliability.md
 soak: models | $(VENV)/.installed
 	@command -v wrk >/dev/null || { echo "soak needs wrk: apt-get install wrk"; exit 1; }
@@ -83,3 +89,12 @@ report: | $(VENV)/.installed
 .PHONY: redteam
 redteam: models | $(VENV)/.installed
 	$(PY) -m bench.redteam --models-dir $(MODELS) $(if $(BEFORE),--before-repo $(BEFORE))
+
+# a hostile models folder (5M-entry vocab) at start-up -> docs/untrusted-models.md;
+# metrics cost per request / scrape, one worker vs several -> docs/metrics-cost.md
+.PHONY: bench-untrusted bench-metrics
+bench-untrusted: models | $(VENV)/.installed
+	$(PY) -m bench.untrusted_models --models-dir $(MODELS)
+
+bench-metrics: | $(VENV)/.installed
+	$(PY) -m bench.metrics_cost

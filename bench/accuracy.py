@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
              f"(embedding {low.params.embedding:,} parameters instead of {low.params.embedding_full:,}: "
              f"{100 * low.embedding_compression:.1f}% smaller)",
              f"- full training: {first['full'].training['config']['train']}",
-             f"- re-training after compression: {first['full'].training['config']['retrain']}", "",
+             f"- re-training after compression: {first['lowrank'].training['config']['retrain']}", "",
              "| seed | full dev | full test | lowrank dev (before re-training) | lowrank dev | lowrank test | "
              "int8 dev | int8 test | run s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for seed, m in manifests.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -64,9 +65,9 @@ def pick_reference(classifiers: dict[str, OnnxClassifier], requested: str | None
 
 
 def serve_dir(folders: list[Path], tmp: Path) -> Path:
-    """A models folder holding exactly the compared folders (symlinks), for the service."""
+    """A models folder holding exactly the compared folders (copies: the service follows no symlink)."""
     for f in folders:
-        (tmp / f.name).symlink_to(f.resolve(), target_is_directory=True)
+        shutil.copytree(f, tmp / f.name)
     return tmp
 
 

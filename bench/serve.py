@@ -115,7 +115,7 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
     from service.schemas import ClassifyRequest
 
     body = orjson.dumps({"texts": [SENTENCE], "model": model})
-    app = outer = create_app(Settings(models_dir=models_dir))
+    app = outer = create_app(Settings(models_dir=models_dir, enable_bench=True))
     while not hasattr(app.app, "router"):  # down to the wrapper just around FastAPI
         app = app.app
     loop = asyncio.new_event_loop()
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install the Debian package `wrk` (apt-get install wrk)")
 
-    env = {"SLIMTEXT_INTRA_OP_THREADS": "1"}
+    env = {"SLIMTEXT_INTRA_OP_THREADS": "1", "SLIMTEXT_ENABLE_BENCH": "true"}  # /bench/constant is off by default
     with tempfile.TemporaryDirectory() as tmp, UvicornServer(args.models_dir, env=env) as srv:
         models = served_models(srv.url)
         scripts = Path(tmp)

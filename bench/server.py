@@ -22,29 +22,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def uvicorn_command(python: str, port: int, host: str = LOOPBACK) -> list[str]:
+def uvicorn_command(python: str, port: int, host: str = LOOPBACK, extra: tuple[str, ...] = ()) -> list[str]:
     """The Dockerfile's CMD (`python -m service`: uvicorn with the app factory), bound to loopback."""
     return [python, "-m", "service", "--host", host, "--port", str(port),
-            "--no-access-log"]
+            "--no-access-log", *extra]
 
 
 class UvicornServer:
     """`with UvicornServer(models_dir) as srv: ... srv.url`; output goes to a temp log file."""
 
     def __init__(self, models_dir: str | Path, python: str = sys.executable, env: dict[str, str] | None = None,
-                 cwd: str | Path = ROOT, ready_timeout: float = 60.0):
+                 cwd: str | Path = ROOT, ready_timeout: float = 60.0, args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self._env = {**os.environ, "SLIMTEXT_MODELS_DIR": str(Path(models_dir).resolve()), **(env or {})}
         self._python, self._cwd, self._ready_timeout = python, cwd, ready_timeout
+        self._args = tuple(args)  # more uvicorn options, e.g. ("--workers", "2")
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server object
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> UvicornServer:
         """Start the process without waiting for it to be ready."""
         if self.proc is None:
-            self.proc = subprocess.Popen(uvicorn_command(self._python, self.port), cwd=self._cwd, env=self._env,
-                                         stdout=self._log, stderr=subprocess.STDOUT)
+            cmd = uvicorn_command(self._python, self.port, extra=self._args)
+            self.proc = subprocess.Popen(cmd, cwd=self._cwd, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
     def __enter__(self) -> UvicornServer:

@@ -22,8 +22,11 @@ import sys
 import uvicorn.main
 from pydantic import ValidationError
 
+from service.metrics import prepare_multiprocess
+
 DEFAULTS = ["--http", "service.protocol:HardenedHttpToolsProtocol", "--timeout-keep-alive", "5",
             "--timeout-graceful-shutdown", "20"]
+
 
 
 def _exit_zero(signum, frame) -> None:
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)
     args = ["--factory", "service.main:create_app", *DEFAULTS, *user]  # a repeated option: the last one wins
+    prepare_multiprocess(args)  # --workers N > 1: the workers share a folder so /metrics sums them all
     uvicorn.main.main(args=args, prog_name="python -m service")
 
 

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from slimtext.manifest import NAME_PATTERN
+from slimtext.safefs import FileLimits
+
+MIN_KEY_CHARS = 16
+
+
+def _split_keys(v: object) -> object:
+    """"k1,k2" (the environment's form) -> ("k1", "k2"); each key at least MIN_KEY_CHARS, no blanks."""
+    if isinstance(v, str):
+        v = [k.strip() for k in v.split(",") if k.strip()]
+    if isinstance(v, list | tuple):
+        short = [i for i, k in enumerate(v) if not isinstance(k, str) or len(k) < MIN_KEY_CHARS]
+        if short:
+            raise ValueError(f"key(s) at position {short} shorter than {MIN_KEY_CHARS} characters")
+        return tuple(v)
+    return v
+
+
+SecretKeys = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_keys)]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SLIMTEXT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="SLIMTEXT_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)  # a bad key must not be echoed into a log
 
     models_dir: Path = Field(default=Path("models"), description="folder of model folders to serve")
     default_model: str | None = Field(default=None, pattern=NAME_PATTERN,
@@ -42,6 +62,31 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="time to send the body after the head")
     drain_idle_s: float = Field(default=1.0, ge=0, le=60,
                                 description="on SIGTERM, idle connections stay open this long for requests on the way")
+    # the models folder is untrusted input: caps checked before a file is read (slimtext/safefs.py)
+    max_manifest_bytes: int = Field(default=1 << 20, ge=1024, description="manifest.json size cap")
+    max_vocab_bytes: int = Field(default=64 << 20, ge=1024, description="vocab.json size cap")
+    max_vocab_entries: int = Field(default=2_000_000, ge=2, description="vocabulary entries cap")
+    max_model_bytes: int = Field(default=512 << 20, ge=1024, description="model.onnx size cap")
+    # exposure (service/auth.py): keys are comma-separated, each at least 16 characters
+    api_keys: SecretKeys = Field(default=(), repr=False, description="keys for inference and /models; empty: open")
+    admin_keys: SecretKeys = Field(default=(), repr=False,
+                                   description="keys for /metrics and /models details; empty: open")
+    enable_docs: bool = Field(default=False, description="serve /docs, /redoc and /openapi.json")
+    enable_bench: bool = Field(default=False, description="serve the /bench/* benchmark routes")
+    # several workers (service/metrics.py): set by `python -m service --workers N`
+    metrics_dir: Path | None = Field(default=None, description="folder where workers share metric snapshots")
+    metrics_flush_s: float = Field(default=1.0, gt=0, le=60, description="how often a worker writes its snapshot")
+
+    @field_validator("api_keys", "admin_keys", mode="after")
+    @classmethod
+    def _keys_ok(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _split_keys(list(v))  # also when given as a list in code
+        return v
+
+    @property
+    def file_limits(self) -> FileLimits:
+        return FileLimits(manifest_bytes=self.max_manifest_bytes, vocab_bytes=self.max_vocab_bytes,
+                          vocab_entries=self.max_vocab_entries, model_bytes=self.max_model_bytes)
 
     @field_validator("models_dir")
     @classmethod

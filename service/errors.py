@@ -8,6 +8,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 log = logging.getLogger("slimtext.errors")
@@ -57,7 +58,16 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        """The client hung up before its body was read: one INFO line and a counter, no traceback.
+        The reply is dropped by the server, as nobody is there to read it."""
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.client_aborted(request.url.path)
+        return error_response(499, "client_closed_request", "the client closed the connection")
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(500, "internal_error", f"{type(exc).__name__}")
+        return error_response(500, "internal_error", "unexpected server error")

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from service import errors, protocol
 from service.admission import Admission
+from service.auth import AuthGuard
 from service.classify import Classifier
 from service.config import Settings
 from service.fastpath import ClassifyFastPath
@@ -26,27 +27,35 @@ def create_app(settings: Settings | None = None) -> Admission:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         registry = ModelRegistry.load(settings.models_dir, settings.default_model, settings.intra_op_threads,
-                                      settings.strict)
+                                      settings.strict, limits=settings.file_limits)
         for m in registry.models.values():
             man = m.classifier.manifest
             app.state.metrics.describe_model(m.name, man.kind, man.onnx_bytes, man.params.total,
                                              man.embedding_compression, m.rss_growth_bytes)
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
         admission.offloader = app.state.classifier.offloader
+        app.state.metrics.start()
         yield
+        await app.state.metrics.stop()
         app.state.classifier.offloader.close()
         app.state.classifier = None
 
+    docs = settings.enable_docs  # off by default: production exposes no schema or docs UI
     app = FastAPI(title="slimtext", version="0.1.0", lifespan=lifespan,
-                  description="Text classification with low-rank compressed embeddings, served by onnxruntime.")
-    app.state.metrics = Metrics()
+                  description="Text classification with low-rank compressed embeddings, served by onnxruntime.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
+    app.state.metrics = Metrics(settings.metrics_dir, settings.metrics_flush_s)
     app.state.classifier = None
     errors.install(app)
     for module in (classify, models, health, v2, metrics):
         app.include_router(module.router)
+    if settings.enable_bench:
+        app.include_router(metrics.bench_router)
     protocol.configure(protocol.Limits(settings.header_max_bytes, settings.header_timeout_s,
                                        settings.body_timeout_s, settings.drain_idle_s))
-    admission = Admission(ClassifyFastPath(app), settings.max_in_flight, settings.max_body_bytes_in_flight,
+    inner = ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))
+    admission = Admission(inner, settings.max_in_flight, settings.max_body_bytes_in_flight,
                           settings.retry_after_s, settings.max_body_bytes)
     app.state.metrics.registry.register(admission)
     return admission

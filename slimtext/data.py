@@ -26,18 +26,20 @@ class Examples:
 
 
 def read_examples(path: str | Path, text_col: str = "text", label_col: str = "label") -> Examples:
-    """Read a .tsv/.csv (header row) or .jsonl (one object a line) file of labelled texts."""
+    """Read a .tsv/.csv (header row) or .jsonl (one object a line) file of labelled texts.
+
+    TSV and CSV follow the csv module's excel / excel-tab dialects, which is what Python's csv writer
+    and pandas write: a field that starts with `"` is quoted (`""` inside stands for one `"`), and a
+    `"` anywhere else is an ordinary character (as in SST-style files)."""
     path = Path(path)
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif path.suffix in (".tsv", ".csv"):
-        with open(path, encoding="utf-8", newline="") as f:
-            dialect = "excel-tab" if path.suffix == ".tsv" else "excel"
-            # SST-style TSVs carry bare quote characters inside texts: no quoting for .tsv
-            quoting = csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL
-            rows = list(csv.DictReader(f, dialect=dialect, quoting=quoting))
-    else:
+    if path.suffix not in _SUFFIXES:
         raise ValueError(f"{path}: unsupported file type (use one of {', '.join(_SUFFIXES)})")
+    try:
+        rows = _read_rows(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from e
+    except csv.Error as e:
+        raise ValueError(f"{path}: unreadable {path.suffix[1:].upper()}: {e}") from e
     if not rows:
         raise ValueError(f"{path}: no examples")
     missing = {text_col, label_col} - set(rows[0])
@@ -45,12 +47,29 @@ def read_examples(path: str | Path, text_col: str = "text", label_col: str = "la
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; found {sorted(rows[0])}")
     texts, labels = [], []
     for i, row in enumerate(rows):
-        text, label = row[text_col], row[label_col]
+        text, label = row.get(text_col), row.get(label_col)
         if text is None or label is None or str(label).strip() == "":
             raise ValueError(f"{path}: example {i + 1} has no text or no label")
         texts.append(str(text))
         labels.append(str(label).strip())
     return Examples(texts, labels)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: line {i} is not JSON ({e.msg})") from e
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}: line {i} is not a JSON object")
+                rows.append(row)
+        return rows
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, dialect="excel-tab" if path.suffix == ".tsv" else "excel"))
 
 
 def datasets_root(explicit: str | Path | None = None) -> Path:

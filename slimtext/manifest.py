@@ -11,13 +11,24 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slimtext.tokenizer import TokenizerConfig
 
 MODEL_FILE, VOCAB_FILE, MANIFEST_FILE = "model.onnx", "vocab.json", "manifest.json"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
+
+
+# what `quantization` in a manifest may say: one name for each kind of "int8"
+QUANTIZATIONS = {
+    "int8-weights-per-row": "served int8: every weight matrix (the embedding included) stored as symmetric int8 "
+                            "with one fp32 scale per row, dequantized in the graph; activations fp32, so answers "
+                            "do not depend on batch companions",
+    **{f"sim-int{b}-per-row-{scope}": f"simulated {b}-bit per-row quantization of the {scope} weights "
+       "(docs/results.md), stored and served dequantized as fp32"
+       for b in (8, 4, 2) for scope in ("embedding", "model")},
+}
 
 
 def is_valid_name(name: str) -> bool:
@@ -52,14 +63,23 @@ class Manifest(BaseModel):
     vocab_size: int = Field(ge=2)
     embedding_dim: int = Field(ge=1)
     rank: int | None = Field(default=None, ge=1, description="k of the factorization, lowrank only")
+    method: str | None = Field(default=None, description="the compression method of the run it was exported from")
+    quantization: str | None = Field(default=None, description="a key of QUANTIZATIONS, or none (fp32 weights)")
     params: ParamCounts
     onnx_bytes: int = Field(ge=0)
     param_bytes_by_dtype: dict[str, int] = Field(default_factory=dict, description="initializer bytes per dtype")
-    embedding_compression: float = Field(description="1 - embedding params / (|V|*d)")
+    embedding_compression: float = Field(description="1 - embedding params / (|V|*d) (parameters, not bytes)")
     accuracy: Accuracy
     training: dict = Field(default_factory=dict, description="training config, seed and history")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     versions: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("quantization")
+    @classmethod
+    def _known_quantization(cls, v: str | None) -> str | None:
+        if v is not None and v not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {v!r}; known: {sorted(QUANTIZATIONS)}")
+        return v
 
     @classmethod
     def load(cls, folder: str | Path) -> Manifest:

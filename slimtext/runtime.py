@@ -5,12 +5,14 @@ Used by the service for every request and by training to measure what will be se
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from slimtext.manifest import MODEL_FILE, VOCAB_FILE, Manifest, sha256_file
+from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, VOCAB_FILE, Manifest
+from slimtext.safefs import DEFAULT_LIMITS, FileLimits, FileRejected, read_capped
 from slimtext.tokenizer import Tokenizer
 
 _LOGITS, _PROBS = ["logits"], ["probabilities"]
@@ -20,6 +22,22 @@ class ModelLoadError(Exception):
     """A model folder that cannot be served; the message names the file and the reason."""
 
 
+_VOCAB_SLACK = 1024  # tokens that themselves contain '",' and the tokenizer config
+
+
+def _cap_name(field: str) -> str:
+    return f"{field} (SLIMTEXT_{field.upper()})"
+
+
+def _read(folder: Path, name: str, cap: int, field: str) -> bytes:
+    try:
+        return read_capped(folder, name, cap, _cap_name(field))
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"{folder / name}: missing") from e
+    except FileRejected as e:
+        raise ModelLoadError(str(e)) from e
+
+
 @dataclass
 class Prediction:
     probs: np.ndarray  # (B, C) float32
@@ -27,36 +45,52 @@ class Prediction:
 
 
 class OnnxClassifier:
-    def __init__(self, folder: str | Path, intra_op_threads: int = 1, verify_sha256: bool = True):
+    def __init__(self, folder: str | Path, intra_op_threads: int = 1, verify_sha256: bool = True,
+                 limits: FileLimits = DEFAULT_LIMITS):
+        """Every file is read through slimtext.safefs: no symlink followed, regular files only, each
+        under its size cap before it is parsed (the folder is untrusted input)."""
         import onnxruntime as ort
 
         folder = Path(folder)
         self.folder = folder
         try:
-            self.manifest = Manifest.load(folder)
-        except FileNotFoundError as e:
-            raise ModelLoadError(f"{folder / 'manifest.json'}: missing") from e
+            self.manifest = Manifest.model_validate_json(
+                _read(folder, MANIFEST_FILE, limits.manifest_bytes, "max_manifest_bytes"))
         except ValueError as e:
-            raise ModelLoadError(f"{folder / 'manifest.json'}: invalid manifest: {e}") from e
+            raise ModelLoadError(f"{folder / MANIFEST_FILE}: invalid manifest: {e}") from e
+        if self.manifest.vocab_size > limits.vocab_entries:
+            raise ModelLoadError(f"{folder / MANIFEST_FILE}: vocab_size {self.manifest.vocab_size} over the cap "
+                                 f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
         model_path, vocab_path = folder / MODEL_FILE, folder / VOCAB_FILE
-        if not model_path.is_file():
-            raise ModelLoadError(f"{model_path}: missing")
-        if verify_sha256 and sha256_file(model_path) != self.manifest.sha256:
+        model_bytes = _read(folder, MODEL_FILE, limits.model_bytes, "max_model_bytes")
+        if verify_sha256 and hashlib.sha256(model_bytes).hexdigest() != self.manifest.sha256:
             raise ModelLoadError(f"{model_path}: sha256 differs from manifest.json (file changed or corrupt)")
+        vocab_bytes = _read(folder, VOCAB_FILE, limits.vocab_bytes, "max_vocab_bytes")
+        # an upper bound on the entries, counted before parsing (json.loads of millions of strings is the
+        # expensive part): every entry but the last is followed by '",'
+        if vocab_bytes.count(b'",') > limits.vocab_entries + _VOCAB_SLACK:
+            raise ModelLoadError(f"{vocab_path}: more than {limits.vocab_entries} entries, over the cap "
+                                 f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
         try:
-            self.tokenizer = Tokenizer.load(vocab_path)
+            self.tokenizer = Tokenizer.loads(vocab_bytes, vocab_path)
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
+        del vocab_bytes
         if len(self.tokenizer) != self.manifest.vocab_size:
             raise ModelLoadError(f"{vocab_path}: {len(self.tokenizer)} tokens but manifest.json says "
                                  f"{self.manifest.vocab_size}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
+        # fold DequantizeLinear of constant int8 weights into fp32 once at load (int8-weights-per-row models):
+        # onnxruntime otherwise keeps them for QDQ fusion and dequantizes on every run
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
-            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+            # from the bytes already checked: the file is not opened a second time (no swap in between)
+            self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise ModelLoadError(f"{model_path}: onnxruntime cannot load it: {e}") from e
+        del model_bytes
         self._check_graph(model_path)
         self.labels = self.manifest.labels
 

@@ -111,7 +111,20 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(TokenizerConfig.model_validate(data["tokenizer"]), data["itos"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            raw = Path(path).read_bytes()
+        except OSError as e:
             raise ValueError(f"{path}: not a valid vocabulary file ({e})") from e
+        return cls.loads(raw, path)
+
+    @classmethod
+    def loads(cls, raw: bytes, source: str | Path = "vocab.json") -> Tokenizer:
+        """From the bytes of a vocabulary file (the service reads them through slimtext.safefs)."""
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("itos"), list):
+                raise ValueError("expected an object with an 'itos' list")
+            if not all(isinstance(w, str) for w in data["itos"]):
+                raise ValueError("'itos' holds a non-string")
+            return cls(TokenizerConfig.model_validate(data["tokenizer"]), data["itos"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{source}: not a valid vocabulary file ({e})") from e

@@ -1,5 +1,5 @@
 """Shared fixtures: the real SST-2 data (../shared/datasets or $SLIMTEXT_DATASETS) and one quick
-pipeline run whose artifacts several test files serve and inspect."""
+`training run` (train -> compress -> export) whose artifacts several test files serve and inspect."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def sst2():
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """Full + lowrank + int8 SST-2 DANs, trained briefly (2 + 2 epochs) into a temp models folder."""
-    from training.pipeline import RunConfig, run
+    from training.runs import RunConfig, run
     from training.train import FitConfig
 
     out = tmp_path_factory.mktemp("models")
@@ -42,7 +42,7 @@ class Server(UvicornServer):
 
 @pytest.fixture(scope="session")
 def server(quick_run):
-    srv = Server(quick_run[0])
+    srv = Server(quick_run[0], env={"SLIMTEXT_ENABLE_DOCS": "true"})  # the schemathesis test reads /openapi.json
     srv.wait_ready()
     yield srv
     srv.stop()

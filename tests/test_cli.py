@@ -75,3 +75,15 @@ def test_cli_reports_configuration_errors_in_one_line(user_csv, tmp_path, capsys
     assert main(["train", "--data", str(user_csv), "--dataset", "sst2", "--out", str(tmp_path / "y")]) == 2
     with pytest.raises(SystemExit):
         main(["train", "--data", str(user_csv), "--model", "gpt", "--out", str(tmp_path / "z")])
+
+
+@pytest.mark.parametrize(("model", "method", "suffix", "kind"), [("cnn", "online", "lowrank", "lowrank"),
+                                                                 ("bilstm", "int4", "int4", "full")])
+def test_run_takes_any_architecture_and_method(tmp_path, model, method, suffix, kind):
+    models = tmp_path / "models"
+    assert main(["run", "--dataset", "sst2", "--limit-train", "300", "--model", model, "--method", method,
+                 "--epochs", "1", "--retrain-epochs", "1", "--no-int8", "--threads", "1", "--out", str(models)]) == 0
+    assert sorted(p.name for p in models.iterdir()) == [f"sst2-{model}-full", f"sst2-{model}-{suffix}"]
+    m = json.loads((models / f"sst2-{model}-{suffix}" / "manifest.json").read_text())
+    assert (m["architecture"], m["method"], m["kind"]) == (model, method, kind)
+    assert m["quantization"] == (None if method == "online" else "sim-int4-per-row-embedding")

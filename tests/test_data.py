@@ -41,3 +41,32 @@ def test_missing_split_is_named(tmp_path):
     (tmp_path / "train.tsv").write_text("label\ttext\na\tb\n")
     with pytest.raises(FileNotFoundError, match="no dev file"):
         load_splits(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_quoted_fields_written_by_the_csv_module_and_pandas_read_back_as_their_text(tmp_path, suffix):
+    import csv
+
+    texts = ['even if you can\'t pronounce " gyro " correctly', '" 13 conversations " holds', "tab\tinside",
+             "comma , and ' quote", 'ends with "']
+    labels = ["pos", "neg", "pos", "neg", "pos"]
+    delimiter = "\t" if suffix == ".tsv" else ","
+    with open(tmp_path / f"module{suffix}", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(["label", "text"])
+        w.writerows(zip(labels, texts, strict=True))
+    ex = read_examples(tmp_path / f"module{suffix}")
+    assert ex.texts == texts and ex.labels == labels
+    # a row as pandas' to_csv(sep="\t") wrote it in the shared MR data (quoted, inner quotes doubled)
+    (tmp_path / f"pandas{suffix}").write_text(f'label{delimiter}text\npositive{delimiter}"even if you can\'t '
+                                              f'pronounce "" gyro "" correctly ."\n', encoding="utf-8")
+    assert read_examples(tmp_path / f"pandas{suffix}").texts == ['even if you can\'t pronounce " gyro " correctly .']
+
+
+def test_non_utf8_and_broken_jsonl_are_named_errors(tmp_path):
+    (tmp_path / "a.tsv").write_bytes("label\ttext\npos\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"a\.tsv: not UTF-8"):
+        read_examples(tmp_path / "a.tsv")
+    (tmp_path / "b.jsonl").write_text('{"label": "x", "text": "y"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"b\.jsonl: line 2 is not JSON"):
+        read_examples(tmp_path / "b.jsonl")

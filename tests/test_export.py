@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slimtext.runtime import OnnxClassifier
-from training.export import check_lowrank_initializers, export_onnx, initializer_shapes
+from training.onnx_export import check_lowrank_initializers, export_onnx, initializer_shapes
 
 
 @pytest.mark.parametrize("kind", ["full", "lowrank"])
@@ -47,13 +47,17 @@ def test_check_rejects_a_multiplied_back_table(tmp_path):
         check_lowrank_initializers(tmp_path / "m.onnx", 500, 20, 2)
 
 
-def test_int8_quantizes_the_embedding_too(quick_run):
+def test_int8_stores_every_weight_matrix_the_embedding_too_as_int8_per_row(quick_run):
     models_dir, _ = quick_run
+    manifest = OnnxClassifier(models_dir / "sst2-dan-int8").manifest
+    assert manifest.quantization == "int8-weights-per-row" and manifest.method == "full"
     graph = onnx.load(str(models_dir / "sst2-dan-int8" / "model.onnx")).graph
-    dtypes = {t.name: t.data_type for t in graph.initializer}
-    table = [n for n in dtypes if "embedding" in n and n.endswith("_quantized")]
-    assert table and all(dtypes[n] in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8) for n in table)
+    inits = {t.name: t for t in graph.initializer}
+    table = inits["model.embedding.table.weight_int8"]
+    assert table.data_type == onnx.TensorProto.INT8 and list(table.dims) == [manifest.vocab_size, 50]
+    assert list(inits["model.embedding.table.weight_scale"].dims) == [manifest.vocab_size]  # one scale per row
     assert not [t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2]
+    assert not {"DynamicQuantizeLinear", "MatMulInteger"} & {n.op_type for n in graph.node}  # weight-only
     sizes = {k: (models_dir / f"sst2-dan-{k}" / "model.onnx").stat().st_size for k in ("full", "lowrank", "int8")}
     assert sizes["lowrank"] < sizes["int8"] < sizes["full"]
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.lowrank import compress_embedding, factorize, rank_for_reduction
+from training.lowrank import factorize, rank_for_reduction
 from training.model import FullEmbedding, LowRankEmbedding
 
 
@@ -59,12 +59,12 @@ def test_factorize_rejects_bad_rank():
         factorize(torch.zeros(5, 3), 4)
 
 
-def test_compress_embedding_swaps_for_factors_with_the_right_size():
-    e = torch.randn(2000, 50)
-    full = FullEmbedding(e)
-    low = compress_embedding(full, 0.9)
-    assert isinstance(low, LowRankEmbedding)
+def test_factors_of_a_trained_table_have_the_right_size():
+    e = FullEmbedding(torch.randn(2000, 50)).table.weight
     k = rank_for_reduction(2000, 50, 0.9)
+    a, b, _ = factorize(e, k)
+    low = LowRankEmbedding(a, b)
+    assert low.rank == k and low.vocab_size == 2000
     assert low.a.weight.shape == (2000, k) and low.b.shape == (k, 50)
     assert sum(p.numel() for p in low.parameters()) <= 0.1 * 2000 * 50
     ids = torch.tensor([[3, 7, 9]])

@@ -6,11 +6,12 @@ from pydantic import ValidationError
 
 from slimtext.data import datasets_root
 from training.lowrank import factorize, rank_for_energy, reduction_of_rank
-from training.methods import METHODS, Method, Task, Workbench, apply_method, evaluate
+from training.methods import METHODS, Method, apply_method, evaluate
 from training.model import DAN, FullEmbedding, LowRankEmbedding
 from training.quantize import fake_quantize_, model_bytes, quantize_rows
 from training.sizes import Shape, quantized_bytes
 from training.train import FitConfig
+from training.workbench import Task, Workbench
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2])
@@ -127,12 +128,12 @@ def test_energy_rank_and_extended_vocabulary(tmp_path):
 
 @pytest.mark.parametrize("arch", ["dan", "cnn", "bilstm"])
 def test_checkpoints_round_trip_as_plain_data(tmp_path, arch):
+    from training.architectures import ARCHITECTURES
     from training.checkpoint import load_model, save_model
-    from training.model import ARCHITECTURES
 
     torch.manual_seed(0)
     kwargs = {"dan": {"hidden": (16, 8)}, "cnn": {"maps": 5, "widths": (2, 3)}, "bilstm": {"hidden": 6}}[arch]
-    model = ARCHITECTURES[arch](LowRankEmbedding(torch.randn(40, 3), torch.randn(3, 10)), 4, **kwargs).eval()
+    model = ARCHITECTURES[arch].cls(LowRankEmbedding(torch.randn(40, 3), torch.randn(3, 10)), 4, **kwargs).eval()
     save_model(tmp_path / "m.pt", model, 4, kwargs, {"history": [{"epoch": 1, "dev_acc": 0.5}]})
     loaded, info = load_model(tmp_path / "m.pt")  # torch.load(weights_only=True) inside
     ids, lengths = torch.randint(2, 40, (3, 7)), torch.tensor([7, 2, 0])

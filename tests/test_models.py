@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from training.export import check_dynamic_axes, export_onnx
-from training.model import ARCHITECTURES, BiLSTM, FullEmbedding, KimCNN, LowRankEmbedding, reverse_within_length
+from training.architectures import ARCHITECTURES
+from training.model import BiLSTM, FullEmbedding, KimCNN, LowRankEmbedding, reverse_within_length
+from training.onnx_export import check_dynamic_axes, export_onnx
 from training.sizes import Shape, total_params
 
 V, D = 60, 8
@@ -20,7 +21,7 @@ def make(arch: str, rank: int | None = None, seed: int = 0) -> nn.Module:
     w[0] = 0.0
     emb = FullEmbedding(w) if rank is None else LowRankEmbedding(torch.randn(V, rank), torch.randn(rank, D))
     kwargs = {"dan": {"hidden": (16,)}, "cnn": {"maps": 6}, "bilstm": {"hidden": 7}}[arch]
-    return ARCHITECTURES[arch](emb, 3, **kwargs).eval()
+    return ARCHITECTURES[arch].cls(emb, 3, **kwargs).eval()
 
 
 def batch(rows: list[list[int]], width: int | None = None, fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,20 +54,21 @@ def test_quick_sweep_through_the_cli_resumes_and_reports(tmp_path):
 
 
 def test_sweep_cli_rejects_bad_arguments(capsys):
-    assert main(["sweep", "--datasets", "sst2", "--methods", "bogus"]) == 2
-    assert "bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--datasets", "sst2", "--methods", "bogus"])
+    assert exit_.value.code == 2 and "bogus" in capsys.readouterr().err
     assert main(["sweep"]) == 2  # neither --grid nor --datasets
 
 
 def test_dataset_specific_training_config_wins_over_the_models():
-    from training.methods import RETRAIN, TRAIN
+    from training.architectures import ARCHITECTURES
     from training.sweep import SweepConfig
 
     block = {"datasets": ["trec", "sst2"], "methods": ["full"]}
     cfg = SweepConfig(blocks=[block], train={"trec:dan": {"epochs": 30, "lr": 2e-3}, "dan": {"epochs": 3}})
     assert cfg.fit_config("train", "trec", "dan").epochs == 30
     assert cfg.fit_config("train", "sst2", "dan").epochs == 3
-    assert cfg.fit_config("train", "sst2", "cnn") == TRAIN["cnn"]
-    assert cfg.fit_config("retrain", "trec", "dan") == RETRAIN["dan"]
+    assert cfg.fit_config("train", "sst2", "cnn") == ARCHITECTURES["cnn"].train
+    assert cfg.fit_config("retrain", "trec", "dan") == ARCHITECTURES["dan"].retrain
     with pytest.raises(ValueError, match="unknown model"):
         SweepConfig(blocks=[block], train={"trec:nope": {"epochs": 1}})

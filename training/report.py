@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from training.architectures import ARCHITECTURES
 from training.sizes import Shape, flops, fp32_bytes, quantized_bytes, total_params
 
 # re-training recipes for the DAN at 90%: candidates, one chosen per dataset on dev
@@ -97,7 +98,7 @@ def headline_tables(agg: dict[Key, Stats]) -> list[str]:
     for ds in datasets:
         out += [f"### {ds}", "", "| model | method | test acc (%) | Δ vs full | dev acc (%) | rank | model bytes | "
                 "embedding bytes | embedding reduction |", "|---|---|---|---|---|---|---|---|---|"]
-        for model in _order({k[2] for k in agg if k[0] == ds}, ["dan", "cnn", "bilstm"]):
+        for model in _order({k[2] for k in agg if k[0] == ds}, list(ARCHITECTURES)):
             full = agg.get((ds, "train", model, "full", None))
             for method, p in HEADLINE:
                 label, name = method, method
@@ -169,11 +170,11 @@ def by_reduction_table(agg: dict[Key, Stats], model: str = "dan") -> list[str]:
 
 
 def simple_table(agg: dict[Key, Stats], methods: list[tuple[str, float | None]], vocab: str = "train",
-                 models: tuple[str, ...] = ("dan", "cnn", "bilstm"), datasets: list[str] | None = None) -> list[str]:
+                 models: tuple[str, ...] | None = None, datasets: list[str] | None = None) -> list[str]:
     out = ["| dataset | model | method | rank | test acc (%) | dev acc (%) | model bytes | embedding bytes | "
            "embedding reduction |", "|---|---|---|---|---|---|---|---|---|"]
     for ds in datasets or _order({k[0] for k in agg}, ["sst2", "sst5", "trec", "mr", "subj"]):
-        for model in models:
+        for model in models or _order({k[2] for k in agg if k[0] == ds}, list(ARCHITECTURES)):
             for m, p in methods:
                 st = agg.get((ds, vocab, model, m, p))
                 if st is None:
@@ -203,7 +204,7 @@ def size_table(rows: list[dict[str, Any]], dataset: str = "sst2", tokens: int = 
     """Analytic parameters, bytes and FLOPs (training/sizes.py) for the sweep's vocabulary of `dataset`."""
     out = [f"| model | method | rank | parameters | bytes | FLOPs / sentence ({tokens} tokens) |",
            "|---|---|---|---|---|---|"]
-    for model in ("dan", "cnn", "bilstm"):
+    for model in ARCHITECTURES:
         r = next((r for r in rows if r["dataset"] == dataset and r["model"] == model and r["vocab"] == "train"), None)
         if r is None:
             continue
@@ -240,7 +241,7 @@ def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
         "online + int8 model": (["online+int8-model"], True),
     }
     for ds in datasets:
-        models = _order({k[2] for k in agg if k[0] == ds and k[1] == "train"}, ["dan", "cnn", "bilstm"])
+        models = _order({k[2] for k in agg if k[0] == ds and k[1] == "train"}, list(ARCHITECTURES))
         fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
         for ax, model in zip(axes[0], models, strict=True):
             for label, (methods, by_p) in curves.items():
@@ -270,7 +271,7 @@ def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
 
 def scope_section(config: dict[str, Any]) -> list[str]:
     """What the sweep ran (from its config.json), and what it left out of the issue's full grid."""
-    from training.methods import RETRAIN, TRAIN
+    from training.architectures import get_architecture
 
     full_grid = [0.5, 0.75, 0.9, 0.95, 0.98]
     out = ["## What ran", "", "| datasets | models | methods | target reductions | seeds |", "|---|---|---|---|---|"]
@@ -282,8 +283,9 @@ def scope_section(config: dict[str, Any]) -> list[str]:
         for m in b["models"]:
             per_model[m].update(b["reductions"])
     out += ["", "Epochs (first training / re-training, best epoch on dev): " + "; ".join(
-        f"{m} {(config['train'].get(m) or TRAIN[m].model_dump())['epochs']} / "
-        f"{(config['retrain'].get(m) or RETRAIN[m].model_dump())['epochs']}" for m in per_model) + ".", ""]
+        f"{m} {(config['train'].get(m) or get_architecture(m).train.model_dump())['epochs']} / "
+        f"{(config['retrain'].get(m) or get_architecture(m).retrain.model_dump())['epochs']}"
+        for m in per_model) + ".", ""]
     for kind in ("train", "retrain"):
         for key, fit in config[kind].items():
             if ":" in key:  # a dataset-specific setting, e.g. "trec:dan"
@@ -326,8 +328,10 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
         lines += scope_section(json.loads(Path(config).read_text()))
     lines += ["## Per dataset: full, online 90%, no-retrain, offline, int8, int4, low-rank + int8", "",
               "`online` is the default re-training recipe (CALR 1e-4..3e-3 + distillation α=0.9, T=4); when another "
-              "recipe had the better mean dev accuracy it is shown as *dev-chosen*. `int8`/`int4` quantize the "
-              "embedding (per row); `online+int8` stores the re-trained factors in int8.", ""]
+              "recipe had the better mean dev accuracy it is shown as *dev-chosen*. `int8`/`int4` simulate b-bit "
+              "per-row quantization of the embedding (manifest name `sim-int8-per-row-embedding`; the served int8 "
+              "model is `int8-weights-per-row`, docs/int8.md); `online+int8` stores the re-trained factors in int8.",
+              ""]
     lines += headline_tables(agg)
     lines += ["## DAN at 90%: does online re-training close the gap?", "",
               "Recipes: `online` CALR + distillation (α 0.9, T 4) 15 epochs; `online-plain` CALR without distillation; "
@@ -364,6 +368,12 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
                   "embedding is nearly all of the model.", ""]
         lines += simple_table(agg, [("full", None), ("online", 0.9), ("noretrain", 0.9), ("int8", None),
                                     ("online+int8", 0.9)], vocab="extended") + [""]
+    shown = {m for m, _ in HEADLINE} | set(ONLINE_RECIPES) | set(SCHEDULES) | {
+        "online-e60", "online-e80", "online+int8-model"} | {f"int{b}{s}" for s in ("", "-model") for b in (8, 4, 2)}
+    others = sorted({(k[3], k[4]) for k in agg if k[3] not in shown and k[1] == "train"},
+                    key=lambda c: (c[0], c[1] or 0.0))
+    if others:
+        lines += ["## Other methods", ""] + simple_table(agg, [("full", None), *others]) + [""]
     lines += ["## Analytic size and FLOPs (sst2 vocabulary)", "",
               "From `training/sizes.py` (a test holds the parameter counts against the exported ONNX files). "
               "The DAN averages A's rows before one k×d product; the CNN and BiLSTM project every token.", ""]

@@ -10,9 +10,12 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
+from training.architectures import get_architecture
+
 
 class Shape(BaseModel):
-    """What decides a model's size: architecture, vocabulary, width, rank (None = full), classes."""
+    """What decides a model's size: architecture, vocabulary, width, rank (None = full), classes, and the
+    architecture-specific widths its formulas read."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,17 +35,8 @@ def embedding_params(s: Shape) -> int:
 
 
 def body_params(s: Shape) -> int:
-    """Everything after the embedding."""
-    if s.arch == "dan":
-        sizes = [s.dim, *s.hidden, s.n_classes]
-        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    if s.arch == "cnn":
-        return sum(s.maps * s.dim * w + s.maps for w in s.widths) + s.maps * len(s.widths) * s.n_classes + s.n_classes
-    if s.arch == "bilstm":
-        h = s.lstm_hidden
-        per_direction = 4 * h * (s.dim + h) + 8 * h  # W_ih, W_hh, b_ih, b_hh
-        return 2 * per_direction + 2 * h * s.n_classes + s.n_classes
-    raise ValueError(f"unknown architecture {s.arch!r}")
+    """Everything after the embedding (the architecture's own formula)."""
+    return get_architecture(s.arch).body_params(s)
 
 
 def total_params(s: Shape) -> int:
@@ -61,31 +55,9 @@ def quantized_bytes(s: Shape, bits: int, scope: str) -> int:
     emb = q(s.vocab, s.dim) if s.rank is None else q(s.rank, s.vocab) + q(s.rank, s.dim)  # A: one scale per column
     if scope == "embedding":
         return emb + 4 * body_params(s)
-    if s.arch == "dan":
-        sizes = [s.dim, *s.hidden, s.n_classes]
-        body = sum(q(b, a) + 4 * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    elif s.arch == "cnn":
-        body = sum(q(s.maps, s.dim * w) + 4 * s.maps for w in s.widths)
-        body += q(s.n_classes, s.maps * len(s.widths)) + 4 * s.n_classes
-    else:
-        h = s.lstm_hidden
-        body = 2 * (q(4 * h, s.dim) + q(4 * h, h) + 4 * 8 * h) + q(s.n_classes, 2 * h) + 4 * s.n_classes
-    return emb + body
+    return emb + get_architecture(s.arch).body_quantized_bytes(s, q)
 
 
 def flops(s: Shape, tokens: int = 20) -> int:
     """Forward FLOPs for one sentence of `tokens` tokens (lookups free, multiply-add = 2)."""
-    t, d, k = tokens, s.dim, s.rank
-    if s.arch == "dan":
-        sizes = [d, *s.hidden, s.n_classes]
-        mlp = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-        pool = t * d if k is None else t * k + 2 * k * d  # average first, then one k x d product
-        return pool + mlp
-    project = 0 if k is None else 2 * t * k * d  # per-token A rows times B
-    if s.arch == "cnn":
-        conv = sum(2 * t * s.maps * d * w for w in s.widths)
-        return project + conv + 2 * s.maps * len(s.widths) * s.n_classes
-    if s.arch == "bilstm":
-        h = s.lstm_hidden
-        return project + 2 * t * 2 * 4 * h * (d + h) + 2 * 2 * h * s.n_classes
-    raise ValueError(f"unknown architecture {s.arch!r}")
+    return get_architecture(s.arch).flops(s, tokens)

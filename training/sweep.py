@@ -22,8 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from training.methods import METHODS, MODEL_KWARGS, RETRAIN, TRAIN, Task, Workbench, evaluate, write_json
+from training.architectures import ARCHITECTURES, get_architecture
+from training.checkpoint import write_json
+from training.methods import METHODS, evaluate
 from training.train import FitConfig
+from training.workbench import DataConfig, Workbench
 
 
 def _known(what: str, values: list[str], allowed) -> list[str]:
@@ -48,7 +51,7 @@ class Block(BaseModel):
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        return _known("model(s)", v, MODEL_KWARGS)
+        return _known("model(s)", v, ARCHITECTURES)
 
     @field_validator("methods")
     @classmethod
@@ -74,24 +77,29 @@ class SweepConfig(BaseModel):
     csv: Path | None = Field(default=None, description="results CSV; default <out_dir>/results.csv")
     limit_train: int | None = Field(default=None, ge=10)
     train: dict[str, FitConfig] = Field(default_factory=dict, description="per model ('dan') or per dataset "
-                                        "and model ('trec:dan'); default methods.TRAIN")
+                                        "and model ('trec:dan'); default the architecture's")
     retrain: dict[str, FitConfig] = Field(default_factory=dict, description="per model or per dataset and model; "
-                                          "default methods.RETRAIN")
+                                          "default the architecture's")
     workers: int = Field(default=1, ge=1)
     threads: int = Field(default=1, ge=1, description="torch threads per worker")
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:
         for d in (self.train, self.retrain):
-            unknown = sorted(k for k in d if k.rpartition(":")[2] not in MODEL_KWARGS)
+            unknown = sorted(k for k in d if k.rpartition(":")[2] not in ARCHITECTURES)
             if unknown:
                 raise ValueError(f"train/retrain given for unknown model(s) {unknown}")
         return self
 
     def fit_config(self, kind: str, dataset: str, arch: str) -> FitConfig:
         """`kind` is 'train' or 'retrain': the dataset-specific entry, else the model's, else the default."""
-        given, default = (self.train, TRAIN) if kind == "train" else (self.retrain, RETRAIN)
-        return given.get(f"{dataset}:{arch}", given.get(arch, default[arch]))
+        spec = get_architecture(arch)
+        given, default = (self.train, spec.train) if kind == "train" else (self.retrain, spec.retrain)
+        return given.get(f"{dataset}:{arch}", given.get(arch, default))
+
+    def data(self, dataset: str, vocab_extra: int) -> DataConfig:
+        return DataConfig(dataset=dataset, data_root=self.data_root, text_col=self.text_col,
+                          label_col=self.label_col, limit_train=self.limit_train, vocab_extra=vocab_extra)
 
     @property
     def csv_path(self) -> Path:
@@ -131,13 +139,11 @@ def run_group(cfg: SweepConfig, g: Group, cells: list[Cell]) -> list[dict[str, A
     """Run a group's unfinished cells (in a worker process); return all of its results."""
     import torch
 
-    from slimtext.data import datasets_root
-
     torch.set_num_threads(cfg.threads)
     todo = [c for c in cells if not cell_path(cfg, g, c).exists()]
     if todo:
         ds, extra, arch, seed = g
-        task = Task.load(datasets_root(cfg.data_root) / ds, cfg.text_col, cfg.label_col, cfg.limit_train, extra)
+        task = cfg.data(ds, extra).load()
         bench = Workbench(task, arch, seed, group_dir(cfg, g) / "cache", cfg.fit_config("train", ds, arch),
                           cfg.fit_config("retrain", ds, arch), log=lambda *_: None)
         for cell in todo:
@@ -146,7 +152,7 @@ def run_group(cfg: SweepConfig, g: Group, cells: list[Cell]) -> list[dict[str, A
 
 
 def _cost(g: Group) -> float:
-    return {"bilstm": 3.0, "cnn": 2.0, "dan": 1.0}[g[2]] * (2.0 if g[1] else 1.0)
+    return get_architecture(g[2]).cost * (2.0 if g[1] else 1.0)
 
 
 def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""ONNX export: full and factorized models, an int8 copy, and the artifact folder around each.
+"""ONNX mechanics: export full and factorized models, an int8-weights copy, and the artifact folder.
 
 Graph inputs: `input_ids (B, T) int64`, `lengths (B,) int64`; output: `logits (B, C)`.
 The factorized model keeps A (|V|xk, read by Gather) and B (kxd, used by MatMul) as two
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn as nn
 from onnx import numpy_helper
 
-from slimtext.manifest import MODEL_FILE, VOCAB_FILE, Accuracy, Manifest, ParamCounts, sha256_file
+from slimtext.manifest import MODEL_FILE, VOCAB_FILE, Manifest, sha256_file
 from slimtext.tokenizer import Tokenizer
 
 OPSET = 17
@@ -62,13 +61,76 @@ def check_dynamic_axes(path: str | Path) -> None:
         raise RuntimeError(f"{path}: batch/sequence axes were fixed at export: {dims['input_ids']}")
 
 
-def quantize_int8(src: str | Path, dst: str | Path) -> None:
-    """Dynamic int8 quantization with onnxruntime: weights of MatMul/Gemm/Gather (the embedding
-    included, one scale per tensor) stored as 8-bit; Conv excluded (slower quantized here)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+INT8_WEIGHTS = "int8-weights-per-row"  # slimtext.manifest.QUANTIZATIONS
+_WEIGHT_INPUTS = {"MatMul": (1,), "Gemm": (1,), "Conv": (1,), "LSTM": (1, 2), "Gather": (0,)}
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8,
-                     op_types_to_quantize=["MatMul", "Gemm", "Gather", "LSTM"])
+
+def _per_row_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one fp32 scale per slice along `axis`: (q, scales)."""
+    moved = np.moveaxis(w, axis, 0)
+    scales = np.abs(moved.reshape(moved.shape[0], -1)).max(1) / 127.0  # (rows,)
+    scales = np.where(scales > 0, scales, 1.0).astype(np.float32)  # an all-zero row (PAD) stays zero
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scales.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def quantize_int8_weights(src: str | Path, dst: str | Path) -> None:
+    """Weight-only int8: every weight of a MatMul / Gemm / Conv / LSTM / Gather (the embedding) is stored
+    as symmetric int8 with one fp32 scale per row and dequantized inside the graph; activations stay
+    fp32 and no scale depends on the input, so a text's answer does not depend on its batch companions
+    (onnxruntime's dynamic quantization computes activation scales per batch).
+
+    Embedding tables are gathered as int8 rows and scaled after the lookup (never dequantized whole);
+    other weights go through DequantizeLinear (per-axis: the first axis longer than 1)."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, i))
+    front: list[onnx.NodeProto] = []
+    after: dict[int, list[onnx.NodeProto]] = {}  # id(Gather node) -> nodes that scale its output
+    for name, init in list(inits.items()):
+        w = numpy_helper.to_array(init)
+        users = uses.get(name, [])
+        if w.dtype != np.float32 or w.ndim < 2 or not users or not all(
+                i in _WEIGHT_INPUTS.get(n.op_type, ()) for n, i in users):
+            continue
+        gathers = [n for n, _ in users if n.op_type == "Gather"]
+        axis = 0 if gathers else next(a for a, n in enumerate(w.shape) if n > 1 or a == w.ndim - 1)
+        if gathers and (len(gathers) != len(users) or w.ndim != 2
+                        or any(a.name == "axis" and a.i != 0 for n in gathers for a in n.attribute)):
+            continue
+        q, scales = _per_row_int8(w, axis)
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"),
+                                  numpy_helper.from_array(scales, f"{name}_scale")])
+        if not gathers:
+            front.append(onnx.helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale"], [name],
+                                               axis=axis, name=f"{name}_dequantize"))
+            continue
+        for k, g in enumerate(gathers):
+            out, ids, p = g.output[0], g.input[1], f"{name}_{k}"
+            g.input[0], g.output[0] = f"{name}_int8", f"{p}_rows_int8"  # (B, T, d) int8
+            after[id(g)] = [
+                onnx.helper.make_node("Gather", [f"{name}_scale", ids], [f"{p}_row_scale"], name=f"{p}_gather_scale"),
+                onnx.helper.make_node("Unsqueeze", [f"{p}_row_scale", f"{p}_last_axis"], [f"{p}_row_scale_1"],
+                                      name=f"{p}_unsqueeze"),
+                onnx.helper.make_node("Cast", [f"{p}_rows_int8"], [f"{p}_rows"], to=onnx.TensorProto.FLOAT,
+                                      name=f"{p}_cast"),
+                onnx.helper.make_node("Mul", [f"{p}_rows", f"{p}_row_scale_1"], [out], name=f"{p}_scale_rows"),
+            ]
+            graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}_last_axis"))
+    nodes = [*front]
+    for node in graph.node:
+        nodes += [node, *after.get(id(node), [])]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
 
 
 def initializer_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
@@ -85,11 +147,6 @@ def check_lowrank_initializers(path: str | Path, vocab_size: int, dim: int, k: i
     if len(a) != 1 or len(b) != 1 or big:
         raise RuntimeError(f"{path}: expected one [{vocab_size},{k}] and one [{k},{dim}] initializer and "
                            f"no |V|xd one; found A={a} B={b} large={big}")
-
-
-def count_onnx_params(path: str | Path) -> int:
-    graph = onnx.load(str(path)).graph
-    return sum(int(np.prod(t.dims)) for t in graph.initializer)
 
 
 def onnx_param_bytes_by_dtype(path: str | Path) -> dict[str, int]:
@@ -125,13 +182,3 @@ def write_artifact(folder: str | Path, onnx_src: str | Path, tok: Tokenizer, **f
     )
     manifest.save(folder)
     return manifest
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="slimtext-export-"))
-
-
-__all__ = [
-    "Accuracy", "ParamCounts", "export_onnx", "quantize_int8", "check_lowrank_initializers",
-    "count_onnx_params", "onnx_param_bytes_by_dtype", "write_artifact", "scratch_dir",
-]

@@ -1,0 +1,95 @@
+"""Optional API keys, checked in front of everything (the /classify fast path included).
+
+- `SLIMTEXT_API_KEYS`: when set, inference (/classify, /v2/models/...), /models and any other route
+  need one of these keys (or an admin key). Unset: those routes are open, as before.
+- `SLIMTEXT_ADMIN_KEYS`: when set, /metrics needs one of these, and only these unlock the admin view of
+  /models (training config, library versions, full error messages). Unset: /metrics is open and
+  nobody gets the admin view.
+- Health probes (/health/*, /v2/health/*, /v2) and, when enabled, the docs stay public.
+
+A key travels as `Authorization: Bearer <key>` or `X-API-Key: <key>`. It is compared with
+hmac.compare_digest against every configured key (no early exit, so the time does not say which
+key or how much of it matched). A refusal is a 401 JSON error with `WWW-Authenticate: Bearer`
+(403 when a valid inference key asks for an admin route).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from service.errors import error_body
+
+log = logging.getLogger("slimtext.auth")
+
+PUBLIC_PREFIXES = ("/health/", "/v2/health/")
+PUBLIC_PATHS = frozenset({"/v2"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+ADMIN_PATHS = frozenset({"/metrics"})
+ADMIN_STATE = "slimtext_admin"  # scope["state"] key: the caller showed an admin key
+
+
+def _matches(given: bytes, keys: tuple[bytes, ...]) -> bool:
+    ok = False
+    for key in keys:  # every key, every time
+        ok |= hmac.compare_digest(given, key)
+    return ok
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key" and value:
+            return value.strip()
+    return None
+
+
+class AuthGuard:
+    def __init__(self, api_keys: tuple[str, ...], admin_keys: tuple[str, ...], docs_public: bool = False):
+        self.api_keys = tuple(k.encode() for k in api_keys)
+        self.admin_keys = tuple(k.encode() for k in admin_keys)
+        self.public = PUBLIC_PATHS | (DOCS_PATHS if docs_public else frozenset())
+
+    @property
+    def active(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
+
+    async def allow(self, scope, send) -> bool:
+        """True when the request may go on; otherwise the 401/403 has been sent."""
+        path = scope["path"]
+        if path in self.public or path.startswith(PUBLIC_PREFIXES):
+            return True
+        given = presented_key(scope["headers"])
+        is_admin = given is not None and bool(self.admin_keys) and _matches(given, self.admin_keys)
+        if is_admin:
+            scope.setdefault("state", {})[ADMIN_STATE] = True
+            return True
+        if path in ADMIN_PATHS:
+            if not self.admin_keys:
+                return True
+            if given is not None and self.api_keys and _matches(given, self.api_keys):
+                await _refuse(send, 403, "forbidden", "this route needs an admin key")
+                return False
+            await _refuse(send, 401, "unauthorized", "missing or invalid admin key")
+            return False
+        if not self.api_keys or (given is not None and _matches(given, self.api_keys)):
+            return True
+        await _refuse(send, 401, "unauthorized",
+                      "missing or invalid API key (send 'Authorization: Bearer <key>' or 'X-API-Key: <key>')")
+        return False
+
+
+async def _refuse(send, status: int, error: str, message: str) -> None:
+    body = error_body(error, message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="slimtext"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def is_admin(scope) -> bool:
+    return bool(scope.get("state", {}).get(ADMIN_STATE))

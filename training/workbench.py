@@ -1,0 +1,194 @@
+"""The per-(dataset, model, seed) workbench that compression methods run on, and the task it holds.
+
+    task = Task.load(folder)
+    bench = Workbench(task, "dan", seed=0, cache_dir=run_dir)
+    bench.full(); bench.online(METHODS["online"], 0.9)
+
+Trained models are cached under the workbench's cache folder, so cells that share a model (the full
+model, an online model and its quantized copy) train it once, and a resumed sweep trains it never.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slimtext.data import datasets_root, load_splits
+from slimtext.tokenizer import Tokenizer, TokenizerConfig
+from training.architectures import get_architecture
+from training.checkpoint import load_model, save_model
+from training.glove import init_embedding, load_glove
+from training.lowrank import factorize, rank_for_energy, rank_for_reduction
+from training.model import FullEmbedding, LowRankEmbedding
+from training.train import Encoded, FitConfig, encode, fit, seed_everything
+
+if TYPE_CHECKING:
+    from training.methods import Method
+
+
+class DataConfig(BaseModel):
+    """Where the examples come from, for every command: a folder with train/dev/test .tsv/.csv/.jsonl
+    files (`data`, or `dataset` under the dataset root), its columns, and how the vocabulary is built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: Path | None = Field(default=None, description="dataset folder (wins over dataset + data_root)")
+    dataset: str | None = None
+    data_root: Path | None = None
+    text_col: str = "text"
+    label_col: str = "label"
+    limit_train: int | None = Field(default=None, ge=10)
+    vocab_extra: int = Field(default=0, ge=0)
+    glove: bool = True
+    glove_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if (self.data is None) == (self.dataset is None):
+            raise ValueError("give either a dataset folder (--data) or a dataset name (--dataset)")
+        if self.vocab_extra and not self.glove:
+            raise ValueError("an extended vocabulary needs GloVe")
+        return self
+
+    def folder(self) -> Path:
+        return Path(self.data) if self.data is not None else datasets_root(self.data_root) / self.dataset
+
+    def load(self) -> Task:
+        return Task.load(self.folder(), self.text_col, self.label_col, self.limit_train, self.vocab_extra,
+                         glove=self.glove, glove_path=self.glove_path)
+
+
+@dataclass
+class Task:
+    """A dataset encoded with its vocabulary: training words, plus optionally the `vocab_extra` most
+    frequent GloVe words (GloVe files list words by frequency)."""
+
+    name: str
+    tok: Tokenizer
+    labels: list[str]
+    train: Encoded
+    dev: Encoded
+    test: Encoded
+    glove: tuple[list[str], np.ndarray] | None
+    vocab_extra: int = 0
+
+    @classmethod
+    def load(cls, dataset_dir: str | Path, text_col: str = "text", label_col: str = "label",
+             limit_train: int | None = None, vocab_extra: int = 0, glove: bool = True,
+             glove_path: str | Path | None = None) -> Task:
+        if vocab_extra and not glove:
+            raise ValueError("an extended vocabulary needs GloVe")
+        splits = load_splits(dataset_dir, text_col, label_col)
+        texts, labels = splits["train"].texts, splits["train"].labels
+        if limit_train:
+            texts, labels = texts[:limit_train], labels[:limit_train]
+        vectors = load_glove(glove_path) if glove else None
+        extra = vectors[0][:vocab_extra] if vectors is not None and vocab_extra else ()
+        tok = Tokenizer.build(TokenizerConfig(), texts, extra=extra)
+        names = sorted(set(labels))
+        index = {lab: i for i, lab in enumerate(names)}
+        dev, test = (encode(tok, splits[s].texts, splits[s].labels, index) for s in ("dev", "test"))
+        return cls(Path(dataset_dir).name, tok, names, encode(tok, texts, labels, index), dev, test, vectors,
+                   vocab_extra)
+
+    def initial_embedding(self, seed: int, dim: int = 50) -> torch.Tensor:
+        """GloVe rows for known words, small random rows (seeded) for the rest, zeros for PAD."""
+        rng = np.random.default_rng(seed)
+        if self.glove is None:
+            weight = rng.normal(0, 0.3, size=(len(self.tok), dim)).astype(np.float32)
+            weight[0] = 0.0
+        else:
+            weight, _ = init_embedding(self.tok.itos, self.glove, rng)
+        return torch.from_numpy(weight)
+
+
+class Workbench:
+    """One task, architecture and seed: builds, trains and caches the models the methods share."""
+
+    def __init__(self, task: Task, arch: str, seed: int, cache_dir: str | Path,
+                 train_cfg: FitConfig | None = None, retrain_cfg: FitConfig | None = None,
+                 model_kwargs: dict[str, Any] | None = None, log: Callable[[str], None] = print):
+        spec = get_architecture(arch)
+        self.task, self.arch, self.seed, self.log = task, arch, seed, log
+        self.cache_dir = Path(cache_dir)
+        self.train_cfg = train_cfg or spec.train
+        self.retrain_cfg = retrain_cfg or spec.retrain
+        self.model_kwargs = {**spec.defaults, **(model_kwargs or {})}
+        self._memory: dict[str, nn.Module] = {}
+
+    def build(self, embedding: FullEmbedding | LowRankEmbedding) -> nn.Module:
+        return get_architecture(self.arch).cls(embedding, len(self.task.labels), **self.model_kwargs)
+
+    def _cached(self, key: str, make: Callable[[], tuple[nn.Module, dict]]) -> nn.Module:
+        """Train with `make` once; later calls (and later processes) load the saved weights."""
+        if key in self._memory:
+            return self._memory[key]
+        path = self.cache_dir / f"{key}.pt"
+        if path.exists():
+            model, _ = load_model(path)
+        else:
+            model, info = make()
+            save_model(path, model, len(self.task.labels), self.model_kwargs, info)
+        self._memory[key] = model.eval()
+        return model
+
+    def full(self) -> nn.Module:
+        def make():
+            seed_everything(self.seed)
+            model = self.build(FullEmbedding(self.task.initial_embedding(self.seed)))
+            model, history = fit(model, self.task.train, self.task.dev, self.train_cfg, self.seed, log=self.log)
+            return model, {"history": history}
+        return self._cached("full", make)
+
+    def rank_for(self, embedding: torch.Tensor, method: Method, reduction: float | None) -> int:
+        v, d = embedding.shape
+        if method.energy is not None:
+            return rank_for_energy(torch.linalg.svdvals(embedding.detach().double()), method.energy)
+        if reduction is None:
+            raise ValueError(f"{method.name} needs a target reduction")
+        return rank_for_reduction(v, d, reduction)
+
+    def factorized_full(self, method: Method, reduction: float | None) -> nn.Module:
+        full = self.full()
+        e = full.embedding.table.weight
+        a, b, _ = factorize(e, self.rank_for(e, method, reduction))
+        model = copy.deepcopy(full)
+        model.embedding = LowRankEmbedding(a, b)
+        return model
+
+    def retrain_cfg_for(self, method: Method) -> FitConfig:
+        return self.retrain_cfg.model_copy(update=method.retrain) if method.retrain else self.retrain_cfg
+
+    def online(self, method: Method, reduction: float | None) -> nn.Module:
+        cfg = self.retrain_cfg_for(method)
+        rank_key = rank_key_of(method, reduction)
+        wd = "" if method.word_dropout is None else f"-wd{method.word_dropout}"
+        key = f"online-{_digest(cfg.model_dump_json())}-{rank_key}{wd}"
+        if method.word_dropout is not None and not hasattr(self.full(), "word_dropout"):
+            raise ValueError(f"{method.name}: {self.arch} has no word dropout")
+
+        def make():
+            model = self.factorized_full(method, reduction)
+            if method.word_dropout is not None:
+                model.word_dropout.p = method.word_dropout
+            teacher = self.full() if cfg.distill_alpha > 0 else None
+            model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log)
+            return model, {"history": history}
+        return self._cached(key, make)
+
+
+def rank_key_of(method: Method, reduction: float | None) -> str:
+    return f"e{method.energy}" if method.energy is not None else f"p{reduction}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
