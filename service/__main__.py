@@ -69,7 +69,8 @@ def check_settings() -> None:
     try:
         Settings()
     except ValidationError as e:
-        problems = "; ".join(f"SLIMTEXT_{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(f"SLIMTEXT_{'.'.join(map(str, err['loc'])).upper()} ({'.'.join(map(str, err['loc']))}): "
+                             f"{err['msg']}" for err in e.errors())
         print(f"python -m service: bad setting: {problems}", file=sys.stderr)
         sys.exit(2)
 
