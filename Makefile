@@ -98,3 +98,16 @@ bench-untrusted: models | $(VENV)/.installed
 
 bench-metrics: | $(VENV)/.installed
 	$(PY) -m bench.metrics_cost
+
+# podman (no Docker engine needed): build the serving image from the Dockerfile and check the running
+# container over HTTP (deploy/podman/image_test.py); `compose-test`: the compose stack + locust + a kill
+.PHONY: image-test compose-test
+image-test: models | $(VENV)/.installed
+	PYTHONPATH=. $(PY) deploy/podman/image_test.py --models $(MODELS)
+
+$(VENV)/.installed-container: pyproject.toml | $(VENV)/.installed
+	$(PIP) install --quiet -e '.[container,load]'
+	touch $@
+
+compose-test: image-test | $(VENV)/.installed-container
+	PYTHONPATH=. $(PY) deploy/podman/stack_test.py

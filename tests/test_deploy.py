@@ -99,20 +99,47 @@ def test_hadolint_reports_no_errors_or_warnings():
 def test_final_stage_is_slim_nonroot_serve_only_with_healthcheck():
     stages = read_dockerfile()
     final = stages[-1]
-    assert final.name == "runtime"
-    assert "slim" in final.base or final.base == "${PYTHON_IMAGE}"
-    user = final.args("USER")[-1].split(":")[0]
+    assert final.name == "runtime" and final.base == "serve-base"
+    serving = stage("serve-base")  # everything but the models, shared with `runtime-trained`
+    assert "slim" in serving.base or serving.base == "${PYTHON_IMAGE}"
+    user = serving.args("USER")[-1].split(":")[0]
     assert user not in ("root", "0")
     # the venv it copies was built with the serve extra only; torch comes only with `train`
-    assert any("--from=builder" in a and "/opt/venv" in a for a in final.args("COPY"))
-    builder_runs = " ".join(stage("builder").args("RUN"))
+    assert any("--from=serve-venv" in a and "/opt/venv" in a for a in serving.args("COPY"))
+    assert stage("serve-venv").base == "builder"
+    builder_runs = " ".join(stage("builder").args("RUN") + stage("serve-venv").args("RUN"))
     assert "'.[serve]'" in builder_runs and "train" not in builder_runs and "torch" not in builder_runs
-    assert not any("pip" in a for a in final.args("RUN")), "the final stage installs nothing itself"
-    health = final.args("HEALTHCHECK")[-1]
+    for s in (serving, final):
+        assert not any("pip" in a for a in s.args("RUN")), "the final stages install nothing themselves"
+    health = serving.args("HEALTHCHECK")[-1]
     assert "/health/ready" in health and "urllib" in health and "curl" not in health
-    assert exec_form(final.args("CMD")[-1]) == [
+    assert exec_form(serving.args("CMD")[-1]) == [
         "python", "-m", "service", "--host", "0.0.0.0", "--port", "8000"]
     assert any("/app/models" in a for a in final.args("COPY")), "models are copied in (or mounted over)"
+    trained = stage("runtime-trained")
+    assert trained.base == "serve-base" and any("--from=train" in a for a in trained.args("COPY"))
+
+
+def test_every_from_names_the_base_arg_or_an_earlier_stage():
+    """buildah (podman build) cannot resolve a stage whose name comes from an ARG (`FROM ${MODELS_STAGE}`)."""
+    seen: set[str] = set()
+    for s in read_dockerfile():
+        assert s.base == "${PYTHON_IMAGE}" or s.base in seen, s.base
+        seen.add(s.name)
+
+
+def test_podman_stand_ins_lint_clean_and_keep_the_upstream_tags(compose):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    for containerfile in sorted((ROOT / "deploy" / "podman").glob("*.Containerfile")):
+        proc = subprocess.run([hadolint, "--format", "json", "--no-color", str(containerfile)],
+                              capture_output=True, text=True, timeout=60)
+        assert not [f for f in json.loads(proc.stdout or "[]") if f["level"] in ("error", "warning")], containerfile
+    override = yaml.safe_load((ROOT / "deploy" / "podman" / "compose.override.yml").read_text())
+    assert set(override["services"]) == {"proxy", "prometheus"}
+    for name, svc in override["services"].items():
+        assert set(svc) == {"image"} and svc["image"].startswith("localhost/"), name
+    assert compose["services"]["proxy"]["image"].startswith("nginx:")
+    assert compose["services"]["prometheus"]["image"].startswith("prom/prometheus:")
 
 
 def test_dockerignore_keeps_the_build_context_small_but_complete():
@@ -136,6 +163,7 @@ def test_compose_services_replicas_and_proxy(compose):
     assert {"api", "proxy", "prometheus", "locust"} <= set(services)
     api = services["api"]
     assert api["deploy"]["replicas"] >= 2
+    assert api["deploy"]["mode"] == "replicated", "podman-compose scales only with the mode spelled out"
     assert "ports" not in api, "replicas sit behind the proxy: no fixed host port per replica"
     assert api["build"]["target"] == "runtime"
     proxy = services["proxy"]
@@ -144,6 +172,8 @@ def test_compose_services_replicas_and_proxy(compose):
     conf = (ROOT / conf_mount.split(":")[0]).read_text()
     assert "server api:8000" in conf and "proxy_pass http://api" in conf
     assert "resolver 127.0.0.11" in conf, "replicas are found through Docker's DNS"
+    retry = next(ln for ln in conf.splitlines() if ln.strip().startswith("proxy_next_upstream "))
+    assert "error" in retry and "non_idempotent" in retry, "POST /classify is retried on another replica"
 
 
 def test_compose_healthchecks_and_ordering(compose):
@@ -152,7 +182,7 @@ def test_compose_healthchecks_and_ordering(compose):
         hc = services[name]["healthcheck"]
         assert hc["test"][0] == "CMD" and hc["interval"] and hc["retries"] >= 1, name
     assert any("/health/ready" in part for part in services["api"]["healthcheck"]["test"])
-    assert services["api"]["healthcheck"]["test"][1:] == exec_form(stage("runtime").args("HEALTHCHECK")[-1])
+    assert services["api"]["healthcheck"]["test"][1:] == exec_form(stage("serve-base").args("HEALTHCHECK")[-1])
     for name, upstream in (("proxy", "api"), ("prometheus", "api"), ("locust", "proxy")):
         assert services[name]["depends_on"][upstream]["condition"] == "service_healthy", name
 
@@ -195,7 +225,7 @@ def test_k8s_manifests_parse_and_fit_together(manifests):
     container = dep["spec"]["template"]["spec"]["containers"][0]
     port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert svc["spec"]["ports"][0]["targetPort"] in port_names
-    cmd = exec_form(stage("runtime").args("CMD")[-1])
+    cmd = exec_form(stage("serve-base").args("CMD")[-1])
     assert port_names["http"] == int(cmd[cmd.index("--port") + 1])
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                             "name": dep["metadata"]["name"]}
@@ -281,15 +311,22 @@ def test_image_cmd_serves_from_fresh_serve_only_venv(quick_run, tmp_path):
     installed = subprocess.run([python, "-m", "pip", "list", "--format", "json"], env=env, capture_output=True,
                                text=True, check=True).stdout
     assert "torch" not in {p["name"].lower() for p in json.loads(installed)}
+    # the serve-venv stage's trim (uvicorn's optional extras, pip, test suites) and its import check,
+    # replayed on this venv: the server below runs from what the image keeps
+    for run in stage("serve-venv").args("RUN"):
+        trim = subprocess.run(["sh", "-c", run.replace("/opt/venv", str(venv))], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert trim.returncode == 0, trim.stderr[-3000:]
+    assert not (bin_dir / "pip").exists()
 
     # the image's CMD, bound to loopback on a free port, run from an empty folder like /app
-    cmd = exec_form(stage("runtime").args("CMD")[-1])
+    cmd = exec_form(stage("serve-base").args("CMD")[-1])
     port = free_port()
     cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1] = "127.0.0.1", str(port)
     workdir = tmp_path / "app"
     workdir.mkdir()
     url = f"http://127.0.0.1:{port}"
-    health = exec_form(stage("runtime").args("HEALTHCHECK")[-1])
+    health = exec_form(stage("serve-base").args("HEALTHCHECK")[-1])
     health = [part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in health]
     server_env = {**env, "SLIMTEXT_MODELS_DIR": str(models_dir)}
     assert subprocess.run(health, env=env, cwd=workdir, capture_output=True, timeout=30).returncode != 0, \
