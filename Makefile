@@ -84,6 +84,12 @@ report: | $(VENV)/.installed
 	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
 		--config runs/sweep/config.json
 
+# attack `python -m service` on loopback (bounded, stops by itself, ~2 min per checkout) -> docs/reliability.md;
+# BEFORE=/path/to/other/checkout runs the same cases against it too (case -> before -> after)
+.PHONY: redteam
+redteam: models | $(VENV)/.installed
+	$(PY) -m bench.redteam --models-dir $(MODELS) $(if $(BEFORE),--before-repo $(BEFORE))
+
 # a hostile models folder (5M-entry vocab) at start-up -> docs/untrusted-models.md;
 # metrics cost per request / scrape, one worker vs several -> docs/metrics-cost.md
 .PHONY: bench-untrusted bench-metrics

@@ -115,7 +115,9 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
     from service.schemas import ClassifyRequest
 
     body = orjson.dumps({"texts": [SENTENCE], "model": model})
-    app = create_app(Settings(models_dir=models_dir, enable_bench=True))
+    app = outer = create_app(Settings(models_dir=models_dir, enable_bench=True))
+    while not hasattr(app.app, "router"):  # down to the wrapper just around FastAPI
+        app = app.app
     loop = asyncio.new_event_loop()
     lifespan = app.app.router.lifespan_context(app.app)
     loop.run_until_complete(lifespan.__aenter__())
@@ -136,7 +138,7 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
         async def send(_message):
             return None
 
-        return lambda: loop.run_until_complete(app(scope, receive, send))
+        return lambda: loop.run_until_complete(outer(scope, receive, send))
 
     rows = [("parse + validate the body (pydantic-core)", cpu_us(lambda: ClassifyRequest.model_validate_json(body))),
             ("tokenize (regex, vocabulary lookup, numpy ids)", cpu_us(lambda: m.tokenizer.encode_batch([SENTENCE]))),
@@ -184,8 +186,9 @@ def render(models: list[dict], table: dict[int, dict[str, WrkResult]], batching:
         lines.append(f"| {target} | on | {on.rps:,.0f} | {on.p50_ms:.3f} | {on.p99_ms:.3f} | {on.errors} |")
     lines += ["", f"## Large requests: onnxruntime in a worker thread or on the event loop ({BIG} texts, "
               "concurrency 8)", "", f"`{settings['full model']}`, {BIG} real SST-2 test sentences per request. "
-              f"`SLIMTEXT_OFFLOAD_MIN_TEXTS` = {BIG} runs onnxruntime through `asyncio.to_thread` (it releases "
-              "the GIL, so the loop parses the next request meanwhile); 100000 keeps it on the event loop.", "",
+              f"`SLIMTEXT_OFFLOAD_MIN_TEXTS` = {BIG} tokenizes and runs onnxruntime in the worker thread "
+              "(service/offload.py; onnxruntime releases the GIL, so the loop reads the next request meanwhile); "
+              "100000 keeps it on the event loop (the body is under `SLIMTEXT_OFFLOAD_MIN_BODY_BYTES`).", "",
               "| onnxruntime | req/s | texts/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
     for mode, r in offload.items():
         lines.append(f"| {mode} | {r.rps:,.0f} | {r.rps * BIG:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.errors} |")

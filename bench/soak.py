@@ -25,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.redteam import keep_section
 from bench.serve import WrkResult, parse_wrk
 from bench.server import ROOT, UvicornServer
 from slimtext.data import datasets_root, read_examples
@@ -185,7 +186,7 @@ responses other than 200: {server_errors:.0f}. Ready afterwards: {alive}.
   before any lookup; request limits on by default; the image runs as uid 10001.
 """
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.write_text(text + keep_section(args.out))  # the red-team section (bench.redteam) stays
     print(text)
     return 0 if ok else 1
 

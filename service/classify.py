@@ -7,7 +7,6 @@ with orjson, skipping FastAPI's jsonable_encoder (about 0.5 ms for a 32-text rep
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from service.batching import MicroBatcher
 from service.config import Settings
 from service.errors import ApiError, error_body, validation_details
 from service.metrics import Metrics
+from service.offload import Offloader, QueueFull, Watch
 from service.registry import LoadedModel, ModelRegistry
 from service.schemas import ClassifyRequest, V2InferRequest
 
@@ -69,6 +69,7 @@ class Classifier:
 
     def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics):
         self.settings, self.registry, self.metrics = settings, registry, metrics
+        self.offloader = Offloader(settings.offload_queue)
         self.batchers: dict[str, MicroBatcher] = {}
         if settings.batching:
             for name, model in registry.models.items():
@@ -77,47 +78,82 @@ class Classifier:
                     on_batch=functools.partial(metrics.observe_batch, name))
 
     # --- entry points ----------------------------------------------------------------------
-    async def classify(self, content_type: str, body: bytes) -> Reply:
+    async def classify(self, content_type: str, body: bytes, watch: Watch | None = None) -> Reply:
         def render(req: ClassifyRequest, model: LoadedModel, probs: np.ndarray, lengths: np.ndarray) -> dict:
             labels = model.classifier.labels
             return {"model": model.name, "predictions": build_predictions(probs, lengths, labels, req.top_k)}
 
-        return await self._serve("classify", content_type, body, ClassifyRequest, None, render)
+        return await self._serve("classify", content_type, body, ClassifyRequest, None, render, watch)
 
-    async def v2_infer(self, model_name: str, content_type: str, body: bytes) -> Reply:
+    async def v2_infer(self, model_name: str, content_type: str, body: bytes,
+                       watch: Watch | None = None) -> Reply:
         def render(req: V2InferRequest, model: LoadedModel, probs: np.ndarray, lengths: np.ndarray) -> dict:
             return v2_response(req, model, probs)
 
-        return await self._serve("v2", content_type, body, V2InferRequest, model_name, render)
+        return await self._serve("v2", content_type, body, V2InferRequest, model_name, render, watch)
 
     # --- shared path -----------------------------------------------------------------------
     async def _serve(self, endpoint: str, content_type: str, body: bytes, schema: type[BaseModel],
-                     model_name: str | None, render: Callable) -> Reply:
+                     model_name: str | None, render: Callable, watch: Watch | None = None) -> Reply:
+        """Small requests run on the event loop (tens of microseconds); a large body is parsed, tokenized
+        and run in the worker thread, a request of many texts is tokenized and run there."""
         t0 = time.perf_counter()
         label = "-"  # metric label: a served model's name only, so unknown names add no series
         self.metrics.in_flight += 1
         try:
-            req = self._parse(content_type, body, schema)
-            model = self._model(model_name if model_name is not None else req.model)
-            label = model.name
-            texts = req.all_texts()
-            t1 = time.perf_counter()
-            ids, lengths = model.classifier.tokenizer.encode_batch(texts)
-            t2 = time.perf_counter()
-            probs = await self._probabilities(model, ids, lengths)
-            t3 = time.perf_counter()
-            out = orjson.dumps(render(req, model, probs, lengths))
-            total = time.perf_counter() - t0
-            self.metrics.observe_stages(label, t2 - t1, t3 - t2, total)
-            timing = (f"tokenize;dur={(t2 - t1) * 1e3:.3f}, inference;dur={(t3 - t2) * 1e3:.3f}, "
-                      f"total;dur={total * 1e3:.3f}")
-            reply = Reply(200, out, {"server-timing": timing})
+            if len(body) >= self.settings.offload_min_body_bytes:
+                def whole() -> tuple[str, Reply]:
+                    req, model = self._prepare(content_type, body, schema, model_name)
+                    return model.name, self._compute(req, model, render, t0)
+
+                label, reply = await self.offloader.run(whole, watch.start() if watch else None)
+            else:
+                req, model = self._prepare(content_type, body, schema, model_name)
+                label = model.name
+                if len(req.all_texts()) >= self.settings.offload_min_texts:
+                    reply = await self.offloader.run(functools.partial(self._compute, req, model, render, t0),
+                                                     watch.start() if watch else None)
+                else:
+                    reply = await self._compute_async(req, model, render, t0)
         except ApiError as e:
             reply = Reply(e.status, error_body(e.error, e.message, e.details))
+        except QueueFull:
+            reply = Reply(503, error_body("overloaded", "the worker queue is full; retry later"),
+                          {"retry-after": str(self.settings.retry_after_s)})
         finally:
             self.metrics.in_flight -= 1
         self.metrics.count(label, endpoint, reply.status)
         return reply
+
+    def _prepare(self, content_type: str, body: bytes, schema: type[BaseModel], model_name: str | None):
+        req = self._parse(content_type, body, schema)
+        return req, self._model(model_name if model_name is not None else req.model)
+
+    def _compute(self, req, model: LoadedModel, render: Callable, t0: float) -> Reply:
+        """Tokenize, run and render in one go (in the worker thread); no micro-batching here."""
+        t1 = time.perf_counter()
+        ids, lengths = model.classifier.tokenizer.encode_batch(req.all_texts())
+        t2 = time.perf_counter()
+        self.metrics.observe_batch(model.name, len(lengths))
+        probs = model.classifier.probabilities(ids, lengths)
+        return self._finish(req, model, render, probs, lengths, t0, t1, t2)
+
+    async def _compute_async(self, req, model: LoadedModel, render: Callable, t0: float) -> Reply:
+        t1 = time.perf_counter()
+        ids, lengths = model.classifier.tokenizer.encode_batch(req.all_texts())
+        t2 = time.perf_counter()
+        probs = await self._probabilities(model, ids, lengths)
+        return self._finish(req, model, render, probs, lengths, t0, t1, t2)
+
+    def _finish(self, req, model: LoadedModel, render: Callable, probs: np.ndarray, lengths: np.ndarray,
+                t0: float, t1: float, t2: float) -> Reply:
+        t3 = time.perf_counter()
+        out = orjson.dumps(render(req, model, probs, lengths))
+        total = time.perf_counter() - t0
+        self.metrics.observe_stages(model.name, t2 - t1, t3 - t2, total)
+        timing = (f"tokenize;dur={(t2 - t1) * 1e3:.3f}, inference;dur={(t3 - t2) * 1e3:.3f}, "
+                  f"total;dur={total * 1e3:.3f}")
+        return Reply(200, out, {"server-timing": timing})
 
     def _parse(self, content_type: str, body: bytes, schema: type[BaseModel]):
         if not content_type.startswith(JSON):
@@ -148,6 +184,4 @@ class Classifier:
         if batcher is not None and len(lengths) < self.settings.batch_max_texts:
             return await batcher.submit(ids, lengths)
         self.metrics.observe_batch(model.name, len(lengths))
-        if len(lengths) >= self.settings.offload_min_texts:  # big requests: keep the event loop free
-            return await asyncio.to_thread(model.classifier.probabilities, ids, lengths)
         return model.classifier.probabilities(ids, lengths)

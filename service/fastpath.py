@@ -12,6 +12,7 @@ import logging
 from service.auth import AuthGuard
 from service.classify import Reply
 from service.errors import body_too_large, declared_too_large, error_body
+from service.offload import ClientGone, Watch
 
 log = logging.getLogger("slimtext.fastpath")
 _PATH = "/classify"
@@ -21,8 +22,6 @@ class BodyTooLarge(Exception):
     pass
 
 
-class ClientGone(Exception):
-    pass
 
 
 async def read_limited(receive, limit: int) -> bytes:
@@ -62,10 +61,11 @@ class ClassifyFastPath:
             elif key == b"content-length":
                 declared = value
         limit = classifier.settings.max_body_bytes
+        watch = Watch(receive)
         try:
             if declared_too_large(declared, limit):
                 raise BodyTooLarge
-            reply = await classifier.classify(content_type, await read_limited(receive, limit))
+            reply = await classifier.classify(content_type, await read_limited(receive, limit), watch)
         except BodyTooLarge:
             e = body_too_large(limit)
             reply = Reply(e.status, error_body(e.error, e.message))
@@ -76,6 +76,8 @@ class ClassifyFastPath:
         except Exception:  # never a bare 500 without a JSON body
             log.exception("unhandled error in /classify")
             reply = Reply(500, error_body("internal_error", "unexpected server error"))
+        finally:
+            await watch.stop()  # a request sent to the worker watched for its client's disconnect
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(reply.body)).encode())]
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})

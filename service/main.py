@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import docs as offline_docs
-from service import errors
+from service import errors, protocol
+from service.admission import Admission
 from service.auth import AuthGuard
 from service.classify import Classifier
 from service.config import Settings
@@ -18,8 +19,9 @@ from service.registry import ModelRegistry
 from service.routes import classify, health, metrics, models, ui, v2
 
 
-def create_app(settings: Settings | None = None) -> ClassifyFastPath:
-    """The FastAPI app wrapped by the /classify fast path (an ASGI app; `.app` is the FastAPI one)."""
+def create_app(settings: Settings | None = None) -> Admission:
+    """The FastAPI app wrapped by the /classify fast path, wrapped by admission control (ASGI apps; each
+    wrapper's `.app` is the one inside, the innermost is FastAPI)."""
     settings = settings or Settings()  # reads SLIMTEXT_* now: a bad value fails before serving
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -32,9 +34,11 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
             app.state.metrics.describe_model(m.name, man.kind, man.onnx_bytes, man.params.total,
                                              man.embedding_compression, m.rss_growth_bytes)
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
+        admission.offloader = app.state.classifier.offloader
         app.state.metrics.start()
         yield
         await app.state.metrics.stop()
+        app.state.classifier.offloader.close()
         app.state.classifier = None
 
     docs = settings.enable_docs  # off by default: production exposes no schema or docs UI
@@ -52,4 +56,10 @@ def create_app(settings: Settings | None = None) -> ClassifyFastPath:
     app.include_router(ui.router)  # GET /stats: the data of the model page (needs a key like /models)
     app.include_router(ui.page_router)  # GET / (the model page) and /static/*: public, no data in them
     offline_docs.install(app)  # /docs, /redoc with Swagger UI / ReDoc from the installed package; no-op when off
-    return ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))
+    protocol.configure(protocol.Limits(settings.header_max_bytes, settings.header_timeout_s,
+                                       settings.body_timeout_s, settings.drain_idle_s))
+    inner = ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))
+    admission = Admission(inner, settings.max_in_flight, settings.max_body_bytes_in_flight,
+                          settings.retry_after_s, settings.max_body_bytes)
+    app.state.metrics.registry.register(admission)
+    return admission

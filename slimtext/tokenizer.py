@@ -11,6 +11,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,17 @@ class Tokenizer:
         return self._regex.findall(text)
 
     def ids(self, text: str) -> list[int]:
+        """The first max_len tokens' ids. The regex stops after max_len matches, so a long text costs
+        no more than its first max_len tokens (only the C-level lower-casing and contraction pass see it all)."""
         get = self.stoi.get
-        return [get(t, OOV_ID) for t in self.tokenize(text)[: self.config.max_len]]
+        if self.config.lowercase:
+            text = text.lower()
+        if self.config.split_contractions and "'" in text:
+            text = _CONTRACTION.sub(r"\1 \2", text)
+        max_len = self.config.max_len
+        if len(text) <= 4 * max_len:  # short (the usual case): findall is faster, and its cost is bounded too
+            return [get(t, OOV_ID) for t in self._regex.findall(text)[:max_len]]
+        return [get(m.group(), OOV_ID) for m in islice(self._regex.finditer(text), max_len)]
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Pad a batch to its longest text: ids (B, T) int64 and lengths (B,) int64.

@@ -244,6 +244,18 @@ def test_k8s_probes_point_at_real_routes(manifests, tmp_path):
         assert container[probe]["httpGet"]["path"] in routes, probe
 
 
+def test_k8s_pod_drains_before_it_is_killed(manifests):
+    """preStop sleep (endpoints removed first), then SIGTERM: the drain must end before the kill."""
+    from service.__main__ import DEFAULTS
+
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep" and int(pre_stop[1]) >= 3
+    drain = int(DEFAULTS[DEFAULTS.index("--timeout-graceful-shutdown") + 1])
+    assert int(pre_stop[1]) + drain < pod["terminationGracePeriodSeconds"]
+
+
 # ---------------------------------------------------------------- the image, replayed in a fresh venv
 
 def _image_install_spec() -> str:

@@ -1,0 +1,218 @@
+"""uvicorn's httptools protocol with the limits it lacks (`python -m service` selects it with `--http`).
+
+- Request head (request line + headers) capped at `header_max_bytes`: over it, 431 and close. Counted
+  on the raw bytes as they arrive, so a 100 MB header costs at most one read beyond the cap (httptools
+  itself would buffer the whole header, growing a bytes object chunk by chunk on the event loop).
+- Deadlines: the head must arrive within `header_timeout_s` of the connection opening or of the
+  request's first byte (408 and close), the body within `body_timeout_s` of the head (close). Idle
+  keep-alive connections are closed by uvicorn's `--timeout-keep-alive`.
+- Drain on shutdown (SIGTERM): uvicorn closes idle keep-alive connections at once, dropping a request
+  the client already sent but the loop has not read yet. Here an idle connection stays open for
+  `drain_idle_s` more: a request that arrives is served with `Connection: close`; responses in flight
+  also end with `Connection: close`. Nothing is accepted any more (uvicorn closed the listening socket).
+- Lingering close: a reply sent before the request was fully read (431, or admission control's 503
+  before the body) would be followed by close() with unread bytes in the socket, and the kernel then
+  answers with a reset that can destroy the reply before the client reads it. Instead the write side is
+  shut down after the reply and the rest of the request is read and discarded for up to `LINGER_S`
+  seconds / `LINGER_BYTES` bytes (as nginx's lingering_close), then the socket is closed.
+"""
+
+from __future__ import annotations
+
+from asyncio import TimerHandle
+from dataclasses import dataclass
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass
+class Limits:
+    header_max_bytes: int = 32 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    drain_idle_s: float = 1.0
+
+
+LIMITS = Limits()  # set by service.main.create_app from the SLIMTEXT_* settings
+
+
+def configure(limits: Limits) -> None:
+    global LIMITS
+    LIMITS = limits
+
+
+def _reply(status: bytes, message: bytes) -> bytes:
+    body = b'{"error":"' + message + b'","message":"' + message.replace(b"_", b" ") + b'","details":null}'
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+
+
+LINGER_S, LINGER_BYTES = 2.0, 4 * 1_048_576
+
+
+class _LingeringTransport:
+    """The connection's transport, with close() that lingers while a request is still arriving."""
+
+    def __init__(self, transport, protocol: HardenedHttpToolsProtocol):
+        self._transport, self._protocol = transport, protocol
+        self.lingering, self.discarded = False, 0
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        if not self._protocol.request_unread() or not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        cycle = self._protocol.cycle
+        if cycle is not None:  # body bytes uvicorn buffered before the reply (up to a 256 KiB read): drop them
+            cycle.body = bytearray()
+        self._transport.write_eof()  # after the reply is flushed: FIN, the client reads the reply
+        self._transport.resume_reading()
+        self._protocol.loop.call_later(LINGER_S, self._transport.close)
+
+    def abort_lingering(self) -> None:
+        self._transport.close()
+
+    def discard(self, data: bytes) -> None:
+        self.discarded += len(data)
+        if self.discarded > LINGER_BYTES:
+            self._transport.close()
+
+
+REPLY_431 = _reply(b"431 Request Header Fields Too Large", b"request_header_too_large")
+REPLY_408 = _reply(b"408 Request Timeout", b"request_timeout")
+
+
+class HardenedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = LIMITS
+        self._in_head = True  # the bytes arriving now belong to a request head
+        self._head_bytes = 0
+        self._deadline: TimerHandle | None = None
+        self._draining = False
+
+    # --- deadlines -------------------------------------------------------------------------
+    def _arm(self, seconds: float, on_timeout) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, on_timeout)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timeout(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(REPLY_408)
+            self.transport.abort_lingering()  # a slow client gets no more time
+
+    def _body_timeout(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():  # the app sees http.disconnect
+            self.transport.abort_lingering()
+
+    # --- protocol events -------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        super().connection_made(_LingeringTransport(transport, self))
+        self._arm(self.limits.header_timeout_s, self._head_timeout)
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def request_unread(self) -> bool:
+        """Part of a request is still on its way (a head being sent, or a body not read to its end)."""
+        if self._in_head:
+            return self._head_bytes > 0
+        return self.cycle is not None and self.cycle.more_body
+
+    def data_received(self, data: bytes) -> None:  # uvicorn's, plus the head count
+        if self.transport.lingering:
+            self.transport.discard(data)
+            return
+        if self.parser is None or self.transport.is_closing():
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self.transport.is_closing():  # else: 431 already sent from a callback
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head and self._head_bytes > self.limits.header_max_bytes and not self.transport.is_closing():
+            self._reject_head()
+
+    def _reject_head(self) -> None:
+        self._disarm()
+        self.transport.write(REPLY_431)
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._arm(self.limits.header_timeout_s, self._head_timeout)
+
+    def on_headers_complete(self) -> None:
+        url_and_headers = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        if url_and_headers > self.limits.header_max_bytes:  # arrived in one read: too big all the same
+            self._reject_head()
+            raise _HeadTooLarge
+        self._in_head = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+        if self.cycle is not None and self.cycle.more_body:
+            self._arm(self.limits.body_timeout_s, self._body_timeout)
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head = True
+        self._head_bytes = 0
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._draining and not self.transport.is_closing():
+            self.transport.close()
+
+    # --- graceful shutdown -----------------------------------------------------------------
+    def shutdown(self) -> None:
+        self._draining = True
+        if self.cycle is None or self.cycle.response_complete:
+            # idle: a request the client already sent may still be unread in the socket buffer
+            self.loop.call_later(self.limits.drain_idle_s, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            if self._in_head and self._head_bytes:  # a request is arriving: its head deadline still applies
+                self.loop.call_later(self.limits.drain_idle_s, self._close_if_idle)
+                return
+            self.transport.close()
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop httptools; the 431 is already written."""
