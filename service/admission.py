@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import random
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
 from service.errors import error_body
 
 log = logging.getLogger("slimtext.admission")
@@ -64,13 +62,15 @@ class Admission:
         """Retry-After spread over [n, 2n] s: clients shed together must not all come back in the same instant."""
         return str(self.retry_after_s + random.randint(0, self.retry_after_s)).encode()
 
-    def collect(self):
-        yield CounterMetricFamily("slimtext_shed_requests", "POSTs refused with 503 by admission control or a full "
-                                  "worker queue", value=self.shed + (self.offloader.rejected if self.offloader else 0))
-        yield GaugeMetricFamily("slimtext_admitted_body_bytes", "Declared body bytes of POSTs in flight",
-                                value=self.body_bytes)
-        if self.offloader is not None:
-            yield CounterMetricFamily("slimtext_skipped_gone", "Queued jobs skipped: the client had disconnected",
-                                      value=self.offloader.skipped)
-            yield GaugeMetricFamily("slimtext_worker_queue", "Jobs queued or running in the worker thread",
-                                    value=self.offloader.pending)
+    # name -> (kind, help): /metrics shows them as slimtext_<name>, summed over workers (service/metrics.py)
+    FIGURES = {
+        "shed_requests": ("counter", "POSTs refused with 503 by admission control or a full worker queue"),
+        "admitted_body_bytes": ("gauge", "Declared body bytes of POSTs in flight"),
+        "skipped_gone": ("counter", "Queued jobs skipped: the client had disconnected"),
+        "worker_queue": ("gauge", "Jobs queued or running in the worker thread"),
+    }
+
+    def figures(self) -> dict[str, float]:
+        off = self.offloader
+        return {"shed_requests": self.shed + (off.rejected if off else 0), "admitted_body_bytes": self.body_bytes,
+                "skipped_gone": off.skipped if off else 0, "worker_queue": off.pending if off else 0}

@@ -61,5 +61,5 @@ def create_app(settings: Settings | None = None) -> Admission:
     inner = ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))
     admission = Admission(inner, settings.max_in_flight, settings.max_body_bytes_in_flight,
                           settings.retry_after_s, settings.max_body_bytes)
-    app.state.metrics.registry.register(admission)
+    app.state.metrics.add_figures(admission.FIGURES, admission.figures)
     return admission

@@ -25,6 +25,7 @@ import logging
 import os
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -68,6 +69,7 @@ class Metrics:
         self.in_flight = 0
         self.client_aborts = 0
         self.models: dict[str, dict] = {}
+        self.figure_sources: list[tuple[dict[str, tuple[str, str]], Callable[[], dict[str, float]]]] = []
         self.multiprocess_dir, self.flush_s = multiprocess_dir, flush_s
         self._flusher: asyncio.Task | None = None
         self.registry = CollectorRegistry()
@@ -98,6 +100,11 @@ class Metrics:
         self.models[name] = {"kind": kind, "onnx_bytes": onnx_bytes, "params": params,
                              "compression": compression, "rss": rss_growth}
 
+    def add_figures(self, spec: dict[str, tuple[str, str]], read: Callable[[], dict[str, float]]) -> None:
+        """More numbers for /metrics, `spec` name -> ("counter" | "gauge", help): `read()` is taken into every
+        snapshot, so with several workers they are summed like the rest (gauges over live workers only)."""
+        self.figure_sources.append((spec, read))
+
     # --- several workers ----------------------------------------------------------------------
     def snapshot(self) -> dict:
         from service.memory import rss_bytes
@@ -105,7 +112,8 @@ class Metrics:
         return {"pid": os.getpid(), "rss": rss_bytes(), "in_flight": self.in_flight, "aborts": self.client_aborts,
                 "requests": [[*k, n] for k, n in list(self.requests.items())],
                 "latency": [[*k, h.counts, h.sum] for k, h in list(self.latency.items())],
-                "batches": [[k, h.counts, h.sum] for k, h in list(self.batches.items())]}
+                "batches": [[k, h.counts, h.sum] for k, h in list(self.batches.items())],
+                "figures": {k: v for _, read in self.figure_sources for k, v in read().items()}}
 
     def flush(self) -> None:
         """Write this worker's snapshot (atomically: a reader never sees half a file)."""
@@ -187,6 +195,11 @@ class Metrics:
                                 value=sum(s["in_flight"] for s in live))
         yield CounterMetricFamily("slimtext_client_aborts", "Clients that closed the connection before their "
                                   "request body was read", value=sum(s.get("aborts", 0) for s in snaps))
+        for spec, _ in self.figure_sources:
+            for name, (kind, doc) in spec.items():
+                counted = snaps if kind == "counter" else live
+                family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                yield family(f"slimtext_{name}", doc, value=sum(s.get("figures", {}).get(name, 0) for s in counted))
         if self.multiprocess_dir is not None:
             yield GaugeMetricFamily("slimtext_workers", "Live worker processes whose numbers are summed here",
                                     value=len(live))

@@ -13,6 +13,7 @@ from bench.server import UvicornServer
 from service.metrics import prepare_multiprocess
 
 N = 100
+SHED = 20
 TEXT = {"texts": ["a gorgeous , witty , seductive movie ."]}
 
 
@@ -33,7 +34,8 @@ def value(metrics: str, name: str, **labels: str) -> float:
 
 def test_counters_sum_over_two_workers(quick_run, tmp_path):
     shared = tmp_path / "metrics"
-    env = {"SLIMTEXT_METRICS_DIR": str(shared), "SLIMTEXT_METRICS_FLUSH_S": "0.2"}
+    env = {"SLIMTEXT_METRICS_DIR": str(shared), "SLIMTEXT_METRICS_FLUSH_S": "0.2",
+           "SLIMTEXT_MAX_BODY_BYTES_IN_FLIGHT": "2048"}  # a 4 KiB body is shed (503) by whichever worker gets it
     with UvicornServer(quick_run[0], env=env, args=("--workers", "2"), ready_timeout=120) as srv:
         deadline = time.monotonic() + 60
         while value(scrape(srv.url), "slimtext_workers") < 2 and time.monotonic() < deadline:
@@ -43,8 +45,13 @@ def test_counters_sum_over_two_workers(quick_run, tmp_path):
             with httpx.Client(headers={"Connection": "close"}) as c:
                 return c.post(f"{srv.url}/classify", json=TEXT).status_code
 
+        def post_big(_):
+            with httpx.Client(headers={"Connection": "close"}) as c:
+                return c.post(f"{srv.url}/classify", json={"texts": ["x" * 4096]}).status_code
+
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(post, range(N))) == {200}
+            assert set(pool.map(post_big, range(SHED))) == {503}
         time.sleep(0.8)  # every worker has written a snapshot since
         per_worker = [sum(n for *_, n in json.loads(p.read_text())["requests"])
                       for p in sorted(shared.glob("worker-*.json"))]
@@ -54,6 +61,7 @@ def test_counters_sum_over_two_workers(quick_run, tmp_path):
               for s in scrapes]
     assert totals == [N] * 10, (totals, per_worker)
     assert all(value(s, "slimtext_workers") == 2 for s in scrapes)
+    assert [value(s, "slimtext_shed_requests_total") for s in scrapes] == [SHED] * 10  # admission's, summed too
     counts = [value(s, "slimtext_stage_seconds_count", model="sst2-dan-lowrank", stage="total") for s in scrapes]
     assert counts == [N] * 10
 
