@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     batch_max_texts: int = Field(default=64, ge=2, le=4096, description="texts per coalesced batch")
     batch_max_wait_us: int = Field(default=500, ge=0, le=1_000_000, description="longest wait for a batch to fill")
     offload_min_texts: int = Field(default=128, ge=1, description="requests this large run in a worker thread")
+    grpc_port: int | None = Field(default=None, ge=1, le=65535,
+                                  description="serve the Open Inference Protocol over gRPC on this port (off: unset)")
+    grpc_host: str = Field(default="127.0.0.1", min_length=1, description="address the gRPC port binds to")
 
     @field_validator("models_dir")
     @classmethod
