@@ -40,6 +40,10 @@ ERRORS = {code: {"model": V2ErrorResponse, "description": text} for code, text i
     413: "a size limit exceeded (body, texts or characters)", 415: "a declared content type that is not JSON",
     422: "a field of the wrong shape or datatype", 503: "models not loaded yet"}.items()}
 
+BINARY_REPLY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "JSON; with binary outputs a JSON header (its length in the "
+                               "Inference-Header-Content-Length header), then the tensors' bytes"}
+
 
 def v2_error(status: int, code: str, message: str) -> Response:
     return Response(orjson.dumps({"error": message, "code": code}), status_code=status, media_type=JSON)
@@ -140,7 +144,8 @@ async def stats(request: Request, name: ModelName) -> dict:
 
 
 @router.post(
-    "/models/{name}/infer", response_model=V2InferResponse, responses=ERRORS, summary="Classify a BYTES tensor",
+    "/models/{name}/infer", response_model=V2InferResponse, summary="Classify a BYTES tensor",
+    responses={**ERRORS, 200: BINARY_REPLY},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": inline_schema(V2InferRequest)}}}},
 )
