@@ -2,6 +2,8 @@
 against a real uvicorn: health, metadata, config, statistics, repository index, infer with JSON tensors and
 with the binary tensor data extension; answers equal /classify's; bad input is a protocol error."""
 
+import re
+
 import httpx
 import numpy as np
 import pytest
@@ -110,7 +112,7 @@ def expect_error(call, status: str, *words: str) -> None:
     assert info.value.status() == status, info.value
     message = info.value.message()
     assert all(w in message for w in words), message
-    assert "Traceback" not in message and "/" not in message.replace("text/plain", "")
+    assert not re.search(r"Traceback|File \"|\.py\b|/tmp/|site-packages", message), message
 
 
 def test_bad_input_is_a_protocol_error_and_server_keeps_serving(server, client):
