@@ -115,6 +115,7 @@ class V2RequestedOutput(BaseModel):
 
 class V2InferRequest(BaseModel):
     model_config = ConfigDict(
+        protected_namespaces=(),
         extra="forbid",
         strict=True,
         json_schema_extra={"examples": [{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
@@ -123,6 +124,8 @@ class V2InferRequest(BaseModel):
     )
 
     id: str | None = Field(default=None, max_length=256)
+    model_name: str | None = Field(default=None, max_length=256, description="ignored: the path names the model")
+    model_version: str | None = Field(default=None, max_length=64, description="ignored: one version, 1")
     parameters: dict | None = None
     inputs: list[V2Tensor] = Field(min_length=1, max_length=1, description="one BYTES tensor of texts")
     outputs: list[V2RequestedOutput] | None = Field(default=None, description="label and/or probabilities")
