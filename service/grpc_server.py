@@ -25,6 +25,7 @@ from service.v2_stats import model_stats
 
 log = logging.getLogger("slimtext.grpc")
 EXTENSIONS = ["binary_tensor_data", "statistics"]
+NO_LOAD = "models are loaded at start-up from SLIMTEXT_MODELS_DIR; loading and unloading are not implemented"
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 415: grpc.StatusCode.INVALID_ARGUMENT,
           422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
@@ -125,6 +126,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         names = [(await _guard(context, self._model, request.name)).name] if request.name \
             else list(classifier.registry.models)
         return pb.ModelStatisticsResponse(model_stats=[model_stats(classifier.metrics, n) for n in names])
+
+    async def RepositoryModelLoad(self, request, context):  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NO_LOAD)
+
+    async def RepositoryModelUnload(self, request, context):  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NO_LOAD)
 
     async def RepositoryIndex(self, request, context):  # noqa: N802
         classifier = await _guard(context, self._classifier)

@@ -146,3 +146,8 @@ def test_v2_rest_conformance(server):
     r = httpx.post(url, content=body + b"junk", headers={"inference-header-content-length": str(len(body))})
     assert r.status_code == 400 and "belong to no input" in r.json()["error"]
     assert httpx.get(f"{server.url}/v2/models/nope/config").json()["code"] == "unknown_model"
+
+
+def test_unserved_v2_calls_say_so(client):
+    expect_error(lambda: client.load_model(MODEL), "404", "Not Found: POST /v2/repository/models")
+    expect_error(lambda: client.get_trace_settings(), "404", "Not Found: GET /v2/trace/setting")
