@@ -62,7 +62,8 @@ def encode_bytes_tensor(items: list[str]) -> bytes:
 def inline_binary_inputs(request: dict, binary: bytes) -> bool:
     """Replace every input's `binary_data_size` by its decoded `data`; True if there was any."""
     pos, found = 0, False
-    for tensor in request.get("inputs") or []:
+    inputs = request.get("inputs")
+    for tensor in inputs if isinstance(inputs, list) else []:  # other shapes are left to the schema's 422
         params = tensor.get("parameters") if isinstance(tensor, dict) else None
         if not isinstance(params, dict) or "binary_data_size" not in params:
             continue
@@ -86,15 +87,15 @@ def inline_binary_inputs(request: dict, binary: bytes) -> bool:
 def binary_output_names(request: dict) -> set[str]:
     """Outputs to send as binary: every one if `parameters.binary_data_output` is true, unless the output
     says `binary_data: false`; else those asking `binary_data: true`."""
-    params = request.get("parameters") or {}
+    params = request.get("parameters")
     default = isinstance(params, dict) and params.get("binary_data_output") is True
     wanted = request.get("outputs")
-    if not wanted:
+    if not wanted or not isinstance(wanted, list):
         return {"label", "probabilities"} if default else set()
     names = set()
-    for out in wanted:
-        p = out.get("parameters") or {}
-        if p.get("binary_data", default) is True:
+    for out in (o for o in wanted if isinstance(o, dict)):  # others: the schema answers 422
+        p = out.get("parameters")
+        if (p.get("binary_data", default) if isinstance(p, dict) else default) is True:
             names.add(out.get("name"))
     return names
 

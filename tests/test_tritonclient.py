@@ -151,3 +151,16 @@ def test_v2_rest_conformance(server):
 def test_unserved_v2_calls_say_so(client):
     expect_error(lambda: client.load_model(MODEL), "404", "Not Found: POST /v2/repository/models")
     expect_error(lambda: client.get_trace_settings(), "404", "Not Found: GET /v2/trace/setting")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"inputs": 5, "parameters": {"binary_data_output": true}}',
+    b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["ok"]}], "outputs": [5],'
+    b' "parameters": {"binary_data_output": true}}',
+    b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["ok"]}],'
+    b' "outputs": [{"name": "label", "parameters": 3}], "parameters": {"binary_data_output": 1}}',
+    b'[1, "binary_data"]',
+], ids=["inputs-not-list", "output-not-object", "parameters-not-object", "not-an-object"])
+def test_odd_binary_extension_bodies_get_a_4xx(server, body):
+    r = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", content=body)
+    assert 400 <= r.status_code < 500 and r.json()["error"], r.text
