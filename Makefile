@@ -10,7 +10,7 @@ MODELS  ?= models
 DATASET ?= sst2
 SEED    ?= 0
 
-.PHONY: run serve models test lint clean bench-serve soak accuracy loadtest compare
+.PHONY: run serve models test lint clean bench-serve soak accuracy loadtest compare bench-oip grpc-stubs
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -111,3 +111,13 @@ $(VENV)/.installed-container: pyproject.toml | $(VENV)/.installed
 
 compose-test: image-test | $(VENV)/.installed-container
 	PYTHONPATH=. $(PY) deploy/podman/stack_test.py
+
+# Open Inference Protocol: REST JSON vs REST binary tensors vs gRPC, batch 1 and 64; a section of docs/bench-serve.md
+bench-oip: models | $(VENV)/.installed
+	$(PY) -m bench.oip --models-dir $(MODELS)
+
+# regenerate the committed gRPC stubs from service/proto/open_inference_grpc.proto (protobuf 6.33 gencode)
+grpc-stubs:
+	python3 -m venv /tmp/slimtext-grpc-tools && /tmp/slimtext-grpc-tools/bin/pip install --quiet grpcio-tools==1.81.1
+	/tmp/slimtext-grpc-tools/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		service/proto/open_inference_grpc.proto

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     def file_limits(self) -> FileLimits:
         return FileLimits(manifest_bytes=self.max_manifest_bytes, vocab_bytes=self.max_vocab_bytes,
                           vocab_entries=self.max_vocab_entries, model_bytes=self.max_model_bytes)
+    grpc_port: int | None = Field(default=None, ge=1, le=65535,
+                                  description="serve the Open Inference Protocol over gRPC on this port (off: unset)")
+    grpc_host: str = Field(default="127.0.0.1", min_length=1, description="address the gRPC port binds to")
 
     @field_validator("models_dir")
     @classmethod

@@ -55,7 +55,11 @@ def install(app: FastAPI) -> None:
                               validation_details(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/v2/"):  # the Open Inference Protocol's error shape
+            return Response(orjson.dumps({"error": f"{exc.detail}: {request.method} {request.url.path[:200]}",
+                                          "code": "http_error"}), status_code=exc.status_code,
+                            media_type="application/json", headers=exc.headers)
         return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(ClientDisconnect)

@@ -19,6 +19,12 @@ from service.registry import ModelRegistry
 from service.routes import classify, health, metrics, models, ui, v2
 
 
+async def start_grpc(get_classifier, settings: Settings):
+    from service import grpc_server  # grpcio is imported only when the gRPC port is on
+
+    return await grpc_server.start(get_classifier, settings.grpc_host, settings.grpc_port, settings.max_body_bytes)
+
+
 def create_app(settings: Settings | None = None) -> Admission:
     """The FastAPI app wrapped by the /classify fast path, wrapped by admission control (ASGI apps; each
     wrapper's `.app` is the one inside, the innermost is FastAPI)."""
@@ -36,7 +42,10 @@ def create_app(settings: Settings | None = None) -> Admission:
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
         admission.offloader = app.state.classifier.offloader
         app.state.metrics.start()
+        grpc = await start_grpc(lambda: app.state.classifier, settings) if settings.grpc_port else None
         yield
+        if grpc is not None:
+            await grpc.stop(grace=5)
         await app.state.metrics.stop()
         app.state.classifier.offloader.close()
         app.state.classifier = None

@@ -93,15 +93,16 @@ class V2Tensor(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=1, description="[number of texts]: must equal len(data)")
+    shape: list[int] = Field(min_length=1, max_length=2,
+                             description="[N] or [N, 1] for N texts: N must equal len(data)")
     datatype: str = Field(pattern="^BYTES$", description="texts travel as BYTES")
     data: list[str] = Field(min_length=1)
     parameters: dict | None = None
 
     @model_validator(mode="after")
     def _shape_matches(self) -> V2Tensor:
-        if self.shape[0] != len(self.data):
-            raise ValueError(f"shape {self.shape} does not match {len(self.data)} data elements")
+        if self.shape[0] != len(self.data) or self.shape[1:] not in ([], [1]):
+            raise ValueError(f"shape {self.shape} does not match {len(self.data)} data elements (want [N] or [N, 1])")
         return self
 
 
@@ -114,6 +115,7 @@ class V2RequestedOutput(BaseModel):
 
 class V2InferRequest(BaseModel):
     model_config = ConfigDict(
+        protected_namespaces=(),
         extra="forbid",
         strict=True,
         json_schema_extra={"examples": [{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
@@ -122,6 +124,8 @@ class V2InferRequest(BaseModel):
     )
 
     id: str | None = Field(default=None, max_length=256)
+    model_name: str | None = Field(default=None, max_length=256, description="ignored: the path names the model")
+    model_version: str | None = Field(default=None, max_length=64, description="ignored: one version, 1")
     parameters: dict | None = None
     inputs: list[V2Tensor] = Field(min_length=1, max_length=1, description="one BYTES tensor of texts")
     outputs: list[V2RequestedOutput] | None = Field(default=None, description="label and/or probabilities")
@@ -144,6 +148,11 @@ class V2InferResponse(BaseModel):
     model_version: str
     id: str | None = None
     outputs: list[V2OutputTensor]
+
+
+class V2ErrorResponse(BaseModel):
+    error: str = Field(description="what went wrong, for people (the protocol's error shape)")
+    code: str = Field(description="machine-readable code, as `error` in the native API")
 
 
 class V2TensorMetadata(BaseModel):

@@ -1,23 +1,77 @@
 """KServe Open Inference Protocol v2, beside the native API.
 
-Texts go in as one BYTES tensor; `label` (BYTES) and `probabilities` (FP32, [N, C]) come out.
+Texts go in as one BYTES tensor ([N] or [N, 1]); `label` (BYTES, [N]) and `probabilities` (FP32, [N, C])
+come out, as JSON or with the binary tensor data extension (service/v2_codec.py). Errors follow the
+protocol: `{"error": "<message>"}` (plus a machine-readable `code`). A JSON body needs no Content-Type;
+415 is only for a declared non-JSON type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from service import v2_codec
+from service.classify import JSON
 from service.deps import get_classifier
-from service.errors import ApiError
+from service.errors import ApiError, validation_details
 from service.registry import LoadedModel
-from service.routes.classify import ERRORS, reply_from
-from service.schemas import V2InferRequest, V2InferResponse, V2ModelMetadata, V2TensorMetadata, inline_schema
+from service.routes.classify import read_body
+from service.schemas import (
+    V2ErrorResponse,
+    V2InferRequest,
+    V2InferResponse,
+    V2ModelMetadata,
+    V2TensorMetadata,
+    inline_schema,
+)
+from service.v2_stats import model_stats
 from slimtext.manifest import NAME_PATTERN
 
-router = APIRouter(prefix="/v2", tags=["kserve-v2"])
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+ERRORS = {code: {"model": V2ErrorResponse, "description": text} for code, text in {
+    400: "malformed body or binary tensor data", 404: "unknown model",
+    413: "a size limit exceeded (body, texts or characters)", 415: "a declared content type that is not JSON",
+    422: "a field of the wrong shape or datatype", 503: "models not loaded yet"}.items()}
+
+BINARY_REPLY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "JSON; with binary outputs a JSON header (its length in the "
+                               "Inference-Header-Content-Length header), then the tensors' bytes"}
+
+
+def v2_error(status: int, code: str, message: str) -> Response:
+    return Response(orjson.dumps({"error": message, "code": code}), status_code=status, media_type=JSON)
+
+
+def _message(details: list[dict]) -> str:
+    parts = [f"{'.'.join(str(p) for p in d['loc'] if p != 'body')}: {d['msg']}" for d in details[:5]]
+    return "request does not match the schema: " + "; ".join(parts)
+
+
+class V2Route(APIRoute):
+    """Errors on the v2 routes in the protocol's shape instead of the native `{error, message, details}`."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as e:
+                return v2_error(e.status, e.error, e.message)
+            except RequestValidationError as e:
+                return v2_error(422, "invalid_request", _message(validation_details(list(e.errors()))))
+
+        return route
+
+
+router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=V2Route, responses={503: ERRORS[503]})
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
@@ -30,7 +84,7 @@ def _model(request: Request, name: str) -> LoadedModel:
 
 @router.get("", summary="Server metadata")
 async def server_metadata() -> dict:
-    return {"name": "slimtext", "version": "0.1.0", "extensions": []}
+    return {"name": "slimtext", "version": "0.1.0", "extensions": EXTENSIONS}
 
 
 @router.get("/health/live")
@@ -38,10 +92,22 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", responses={503: {"description": "not ready"}})
+@router.get("/health/ready")
 async def ready(request: Request) -> dict:
     get_classifier(request)
     return {"ready": True}
+
+
+@router.post("/repository/index", summary="Models in the repository (all loaded, READY)")
+async def repository_index(request: Request) -> list[dict]:
+    models = get_classifier(request).registry.models
+    return [{"name": name, "version": "1", "state": "READY", "reason": ""} for name in models]
+
+
+@router.get("/models/stats", summary="Statistics of every model, as Triton reports them")
+async def all_stats(request: Request) -> dict:
+    classifier = get_classifier(request)
+    return {"model_stats": [model_stats(classifier.metrics, n) for n in classifier.registry.models]}
 
 
 @router.get("/models/{name}", response_model=V2ModelMetadata, responses=ERRORS)
@@ -60,11 +126,56 @@ async def model_ready(request: Request, name: ModelName) -> dict:
     return {"name": _model(request, name).name, "ready": True}
 
 
+@router.get("/models/{name}/config", responses=ERRORS, summary="Model configuration (Triton's JSON form)")
+async def model_config(request: Request, name: ModelName) -> dict:
+    model = _model(request, name)
+    return {"name": model.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime", "max_batch_size": 0,
+            "input": [{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}],
+            "output": [{"name": "label", "data_type": "TYPE_STRING", "dims": [-1],
+                        "label_filename": ""},
+                       {"name": "probabilities", "data_type": "TYPE_FP32",
+                        "dims": [-1, len(model.classifier.labels)], "label_filename": ""}],
+            "parameters": {"labels": {"string_value": ",".join(model.classifier.labels)}}}
+
+
+@router.get("/models/{name}/stats", responses=ERRORS, summary="Statistics of one model, as Triton reports them")
+async def stats(request: Request, name: ModelName) -> dict:
+    return {"model_stats": [model_stats(get_classifier(request).metrics, _model(request, name).name)]}
+
+
 @router.post(
-    "/models/{name}/infer", response_model=V2InferResponse, responses=ERRORS, summary="Classify a BYTES tensor",
+    "/models/{name}/infer", response_model=V2InferResponse, summary="Classify a BYTES tensor",
+    responses={**ERRORS, 200: BINARY_REPLY},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": inline_schema(V2InferRequest)}}}},
 )
 async def infer(request: Request, name: ModelName) -> Response:
     classifier = get_classifier(request)
-    return await reply_from(classifier, request, lambda ct, body: classifier.v2_infer(name, ct, body))
+    content_type = request.headers.get("content-type", "")
+    header_length = request.headers.get(v2_codec.HEADER)
+    if content_type and not content_type.startswith(JSON) and not (
+            header_length is not None and content_type.startswith("application/octet-stream")):
+        raise ApiError(415, "unsupported_media_type", f"content type {content_type[:100]!r}; send {JSON}")
+    body = await read_body(request, classifier.settings.max_body_bytes)
+    json_part, binary = v2_codec.split_body(body, header_length)
+    wants_binary: set[str] = set()
+    if header_length is not None or b"binary_data" in json_part:  # the extension in use: look inside
+        try:
+            req = orjson.loads(json_part)
+        except orjson.JSONDecodeError as e:
+            raise ApiError(400, "invalid_json", f"the JSON header is not valid JSON: {e.msg}") from e
+        if not isinstance(req, dict):
+            raise ApiError(422, "invalid_request", "the request must be a JSON object")
+        if v2_codec.inline_binary_inputs(req, binary):
+            json_part = orjson.dumps(req)
+        wants_binary = v2_codec.binary_output_names(req)
+    reply = await classifier.v2_infer(name, JSON, json_part)
+    if reply.status != 200:
+        err = orjson.loads(reply.body)
+        message = _message(err["details"]) if err.get("details") else err["message"]
+        return v2_error(reply.status, err["error"], message)
+    if not wants_binary:
+        return Response(reply.body, media_type=JSON, headers=reply.headers)
+    header, data = v2_codec.encode_binary_outputs(orjson.loads(reply.body), wants_binary)
+    headers = {**reply.headers, "inference-header-content-length": str(len(header))}
+    return Response(header + data, media_type="application/octet-stream", headers=headers)
