@@ -22,7 +22,7 @@ import sys
 import uvicorn.main
 from pydantic import ValidationError
 
-from service.metrics import prepare_multiprocess
+from service.metrics import prepare_multiprocess, worker_count
 
 DEFAULTS = ["--http", "service.protocol:HardenedHttpToolsProtocol", "--timeout-keep-alive", "5",
             "--timeout-graceful-shutdown", "20"]
@@ -63,15 +63,19 @@ def settings_help() -> str:
     return "\n".join(lines)
 
 
-def check_settings() -> None:
+def check_settings(args: list[str]) -> None:
     from service.config import Settings
 
     try:
-        Settings()
+        settings = Settings()
     except ValidationError as e:
         problems = "; ".join(f"SLIMTEXT_{'.'.join(map(str, err['loc'])).upper()} ({'.'.join(map(str, err['loc']))}): "
                              f"{err['msg']}" for err in e.errors())
         print(f"python -m service: bad setting: {problems}", file=sys.stderr)
+        sys.exit(2)
+    if settings.grpc_port and worker_count(args) > 1:  # every worker would bind the same gRPC port
+        print("python -m service: bad setting: SLIMTEXT_GRPC_PORT needs one worker (--workers 1); "
+              "run one gRPC process per port instead", file=sys.stderr)
         sys.exit(2)
 
 
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             uvicorn.main.main(args=["--help"], prog_name="python -m service")
         finally:
             print(settings_help())
-    check_settings()
+    check_settings(user)
     raise_nofile_limit()
     tune_malloc()
     # uvicorn installs its own handlers while serving and restores these before re-raising the signal

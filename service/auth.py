@@ -60,6 +60,13 @@ class AuthGuard:
     def active(self) -> bool:
         return bool(self.api_keys or self.admin_keys)
 
+    def inference_allowed(self, given: bytes | None) -> bool:
+        """An inference call (no admin route) may go on: no API keys configured, or one of them (or an admin key)."""
+        if not self.api_keys:
+            return True
+        return given is not None and (_matches(given, self.api_keys)
+                                      or bool(self.admin_keys) and _matches(given, self.admin_keys))
+
     async def allow(self, scope, send) -> bool:
         """True when the request may go on; otherwise the 401/403 has been sent."""
         path = scope["path"]

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from service import v2_codec
+from service.auth import AuthGuard, presented_key
 from service.classify import JSON, Classifier
 from service.errors import ApiError
 from service.proto import open_inference_grpc_pb2 as pb
@@ -147,10 +148,35 @@ async def _guard(context, fn, *args):
         await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
 
 
+PUBLIC_RPCS = frozenset({"ServerLive", "ServerReady"})  # the health probes, public like /v2/health/* over HTTP
+
+
+class KeyCheck(grpc.aio.ServerInterceptor):
+    """SLIMTEXT_API_KEYS over gRPC: metadata `authorization: Bearer <key>` or `x-api-key: <key>`, else
+    UNAUTHENTICATED before the call runs (the same keys and constant-time compare as HTTP, service/auth.py)."""
+
+    def __init__(self, guard: AuthGuard):
+        self.guard = guard
+
+    async def intercept_service(self, continuation, details):
+        if details.method.rsplit("/", 1)[-1] in PUBLIC_RPCS:
+            return await continuation(details)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in details.invocation_metadata or ()
+                   if isinstance(v, str)]
+        if self.guard.inference_allowed(presented_key(headers)):
+            return await continuation(details)
+        return grpc.unary_unary_rpc_method_handler(_unauthenticated)
+
+
+async def _unauthenticated(request, context):
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                        "missing or invalid API key (metadata 'authorization: Bearer <key>' or 'x-api-key: <key>')")
+
+
 async def start(get_classifier: Callable[[], Classifier | None], host: str, port: int,
-                max_message_bytes: int) -> grpc.aio.Server:
+                max_message_bytes: int, guard: AuthGuard) -> grpc.aio.Server:
     options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=[KeyCheck(guard)] if guard.active else None)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(get_classifier), server)
     address = f"{host}:{port}"
     server.add_insecure_port(address)

@@ -19,10 +19,11 @@ from service.registry import ModelRegistry
 from service.routes import classify, health, metrics, models, ui, v2
 
 
-async def start_grpc(get_classifier, settings: Settings):
+async def start_grpc(get_classifier, settings: Settings, guard: AuthGuard):
     from service import grpc_server  # grpcio is imported only when the gRPC port is on
 
-    return await grpc_server.start(get_classifier, settings.grpc_host, settings.grpc_port, settings.max_body_bytes)
+    return await grpc_server.start(get_classifier, settings.grpc_host, settings.grpc_port, settings.max_body_bytes,
+                                   guard)
 
 
 def create_app(settings: Settings | None = None) -> Admission:
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Admission:
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
         admission.offloader = app.state.classifier.offloader
         app.state.metrics.start()
-        grpc = await start_grpc(lambda: app.state.classifier, settings) if settings.grpc_port else None
+        grpc = await start_grpc(lambda: app.state.classifier, settings, guard) if settings.grpc_port else None
         yield
         if grpc is not None:
             await grpc.stop(grace=5)
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None) -> Admission:
     offline_docs.install(app)  # /docs, /redoc with Swagger UI / ReDoc from the installed package; no-op when off
     protocol.configure(protocol.Limits(settings.header_max_bytes, settings.header_timeout_s,
                                        settings.body_timeout_s, settings.drain_idle_s))
-    inner = ClassifyFastPath(app, AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs))
+    guard = AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs)
+    inner = ClassifyFastPath(app, guard)
     admission = Admission(inner, settings.max_in_flight, settings.max_body_bytes_in_flight,
                           settings.retry_after_s, settings.max_body_bytes)
     app.state.metrics.add_figures(admission.FIGURES, admission.figures)

@@ -240,6 +240,17 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
+def worker_count(args: list[str]) -> int:
+    """uvicorn's worker count from its command line (`--workers N`, `--workers=N`) or WEB_CONCURRENCY."""
+    workers = os.environ.get("WEB_CONCURRENCY", "1")
+    for i, arg in enumerate(args):
+        if arg == "--workers" and i + 1 < len(args):
+            workers = args[i + 1]
+        elif arg.startswith("--workers="):
+            workers = arg.split("=", 1)[1]
+    return int(workers) if workers.isdigit() else 1
+
+
 def prepare_multiprocess(args: list[str]) -> Path | None:
     """Called by `python -m service` before uvicorn starts: with `--workers N` (or WEB_CONCURRENCY) above 1,
     give the workers a shared folder for their metric snapshots through SLIMTEXT_METRICS_DIR (a fresh
@@ -249,13 +260,7 @@ def prepare_multiprocess(args: list[str]) -> Path | None:
     import shutil
     import tempfile
 
-    workers = os.environ.get("WEB_CONCURRENCY", "1")
-    for i, arg in enumerate(args):
-        if arg == "--workers" and i + 1 < len(args):
-            workers = args[i + 1]
-        elif arg.startswith("--workers="):
-            workers = arg.split("=", 1)[1]
-    if not workers.isdigit() or int(workers) <= 1:
+    if worker_count(args) <= 1:
         return None
     given = os.environ.get("SLIMTEXT_METRICS_DIR")
     if given:

@@ -111,3 +111,37 @@ def test_bad_input_is_a_protocol_error_and_server_keeps_serving(grpc_server):
 
 def test_grpc_is_off_by_default(server):
     assert "gRPC (inference.GRPCInferenceService) on" not in server.output()
+
+
+def test_api_keys_cover_grpc(quick_run):
+    """With SLIMTEXT_API_KEYS set, gRPC calls need the key in metadata, like /classify needs it over HTTP;
+    the health probes stay public."""
+    port, key = free_port(), "grpc-test-key-0123456789"
+    srv = Server(quick_run[0], env={"SLIMTEXT_GRPC_PORT": str(port), "SLIMTEXT_API_KEYS": key})
+    try:
+        srv.wait_ready()
+        with tg.InferenceServerClient(f"127.0.0.1:{port}") as c:
+            assert c.is_server_live() and c.is_server_ready()
+            for call in (lambda **kw: c.infer(MODEL, [text_input(TEXTS[:1])], **kw),
+                         lambda **kw: c.get_model_metadata(MODEL, **kw),
+                         lambda **kw: c.get_model_repository_index(**kw)):
+                with pytest.raises(InferenceServerException, match="UNAUTHENTICATED|API key"):
+                    call()
+                with pytest.raises(InferenceServerException, match="UNAUTHENTICATED|API key"):
+                    call(headers={"authorization": "Bearer not-the-key-0123456789"})
+                assert call(headers={"authorization": f"Bearer {key}"}) is not None
+                assert call(headers={"x-api-key": key}) is not None
+    finally:
+        srv.stop()
+
+
+def test_grpc_port_with_several_workers_is_refused_in_one_line(quick_run):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SLIMTEXT_MODELS_DIR": str(quick_run[0]), "SLIMTEXT_GRPC_PORT": str(free_port())}
+    proc = subprocess.run([sys.executable, "-m", "service", "--workers", "2", "--port", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "SLIMTEXT_GRPC_PORT needs one worker" in proc.stderr
