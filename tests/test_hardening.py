@@ -274,3 +274,47 @@ def test_offloader_sheds_when_full_and_skips_work_of_gone_clients():
 
     off, ran = asyncio.run(scenario())
     assert ran == [] and off.skipped == 1 and off.rejected == 1 and off.pending == 0
+
+
+def test_v2_work_of_a_gone_client_is_skipped(quick_run):
+    """/v2 infer (through FastAPI, not the /classify fast path) skips a queued job whose client has
+    disconnected: the worker thread is held busy, the client sends 8 texts and hangs up, the job never runs."""
+    from service.config import Settings
+    from service.main import create_app
+
+    outer = create_app(Settings(models_dir=quick_run[0]))
+    app = outer
+    while not hasattr(app, "router"):
+        app = app.app
+    body = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [8],
+                                   "data": ["a gorgeous , witty movie ."] * 8}]}).encode()
+    path = "/v2/models/sst2-dan-lowrank/infer"
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            clf = app.state.classifier
+            release = threading.Event()
+            busy = asyncio.ensure_future(clf.offloader.run(release.wait))  # the worker thread is taken
+            messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+
+            async def receive():
+                return messages.pop(0) if messages else await asyncio.Future()
+
+            sent = []
+
+            async def send(message):
+                sent.append(message)
+
+            request = asyncio.ensure_future(outer(scope, receive, send))
+            await asyncio.sleep(0.3)  # the request is queued behind the busy job and has seen the disconnect
+            release.set()
+            await asyncio.wait_for(request, 10)
+            await busy
+            return sent, clf.offloader.skipped, clf.metrics.client_aborts
+
+    sent, skipped, aborts = asyncio.run(scenario())
+    assert sent[0]["status"] == 499 and skipped == 1 and aborts == 1

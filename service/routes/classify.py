@@ -6,9 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.classify import Classifier
+from service.classify import Classifier, Reply
 from service.deps import get_classifier
 from service.errors import body_too_large, declared_too_large
+from service.offload import ClientGone, Watch
 from service.schemas import ClassifyRequest, ClassifyResponse, ErrorResponse, inline_schema
 
 router = APIRouter(tags=["classify"])
@@ -31,9 +32,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+GONE = 499  # nginx's "client closed request": nobody reads it, the access log shows it
+
+
+async def watched(classifier: Classifier, request: Request, where: str, call) -> Reply | None:
+    """`call(watch)`: a job that goes to the worker thread is skipped when its client has already
+    disconnected (like the /classify fast path); None then, counted as a client abort."""
+    watch = Watch(request.receive)
+    try:
+        return await call(watch)
+    except ClientGone:
+        classifier.metrics.client_aborted(where)
+        return None
+    finally:
+        await watch.stop()
+
+
 async def reply_from(classifier: Classifier, request: Request, call) -> Response:
     body = await read_body(request, classifier.settings.max_body_bytes)
-    reply = await call(request.headers.get("content-type", ""), body)
+    content_type = request.headers.get("content-type", "")
+    reply = await watched(classifier, request, "classify", lambda watch: call(content_type, body, watch))
+    if reply is None:
+        return Response(status_code=GONE)
     return Response(reply.body, status_code=reply.status, media_type="application/json", headers=reply.headers)
 
 

@@ -22,7 +22,7 @@ from service.classify import JSON
 from service.deps import get_classifier
 from service.errors import ApiError, validation_details
 from service.registry import LoadedModel
-from service.routes.classify import read_body
+from service.routes.classify import GONE, read_body, watched
 from service.schemas import (
     V2ErrorResponse,
     V2InferRequest,
@@ -169,7 +169,10 @@ async def infer(request: Request, name: ModelName) -> Response:
         if v2_codec.inline_binary_inputs(req, binary):
             json_part = orjson.dumps(req)
         wants_binary = v2_codec.binary_output_names(req)
-    reply = await classifier.v2_infer(name, JSON, json_part)
+    reply = await watched(classifier, request, "v2",
+                          lambda watch: classifier.v2_infer(name, JSON, json_part, watch))
+    if reply is None:
+        return Response(status_code=GONE)
     if reply.status != 200:
         err = orjson.loads(reply.body)
         message = _message(err["details"]) if err.get("details") else err["message"]
