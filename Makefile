@@ -15,7 +15,7 @@ SEED    ?= 0
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[train,serve,dev]'
+	$(PIP) install --quiet -e '.[train,serve,grpc,dev]'
 	touch $@
 
 # trains only when the artifacts are missing; `make models -B` retrains

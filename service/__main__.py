@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import resource
 import signal
 import sys
@@ -72,6 +73,10 @@ def check_settings(args: list[str]) -> None:
         problems = "; ".join(f"SLIMTEXT_{'.'.join(map(str, err['loc'])).upper()} ({'.'.join(map(str, err['loc']))}): "
                              f"{err['msg']}" for err in e.errors())
         print(f"python -m service: bad setting: {problems}", file=sys.stderr)
+        sys.exit(2)
+    if settings.grpc_port and importlib.util.find_spec("grpc") is None:
+        print("python -m service: bad setting: SLIMTEXT_GRPC_PORT needs the grpc extra "
+              "(pip install 'slimtext[serve,grpc]'); the default serving image leaves it out", file=sys.stderr)
         sys.exit(2)
     if settings.grpc_port and worker_count(args) > 1:  # every worker would bind the same gRPC port
         print("python -m service: bad setting: SLIMTEXT_GRPC_PORT needs one worker (--workers 1); "
