@@ -26,7 +26,9 @@ class QueueFull(Exception):
     """The worker's queue is full: shed the request."""
 
 
-SWITCH_INTERVAL_S = 0.0005
+# 0.1 ms: under 512 connections of max-size batches, 0.5 ms left 1-3 health probes per run at 1.0-1.15 s
+# (3 runs); 0.1 ms gave 46/46 under 0.83 s (2 runs), at the cost of fewer heavy requests served (340-392 -> 261-267)
+SWITCH_INTERVAL_S = 0.0001
 
 
 class Offloader:
