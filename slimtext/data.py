@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 DATASETS_ENV = "SLIMTEXT_DATASETS"
 _SPLITS = ("train", "dev", "test")
@@ -56,20 +58,26 @@ def read_examples(path: str | Path, text_col: str = "text", label_col: str = "la
 
 
 def _read_rows(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {i} is not JSON ({e.msg})") from e
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}: line {i} is not a JSON object")
-                rows.append(row)
-        return rows
     with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, dialect="excel-tab" if path.suffix == ".tsv" else "excel"))
+        return list(iter_rows(path, f))
+
+
+def iter_rows(path: Path, f: TextIO) -> Iterator[dict]:
+    """The rows of an open .jsonl / .tsv / .csv file (a header row for the last two; csv-module quoting, so
+    fields a csv writer or pandas quoted read back as their text, and a bare `"` inside a field stays)."""
+    if path.suffix.lower() == ".jsonl":
+        return (json_row(path, i, line) for i, line in enumerate(f, 1) if line.strip())
+    return csv.DictReader(f, dialect="excel-tab" if path.suffix.lower() == ".tsv" else "excel")
+
+
+def json_row(path: Path, i: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {i} is not JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}: line {i} is not a JSON object")
+    return row
 
 
 def datasets_root(explicit: str | Path | None = None) -> Path:

@@ -150,3 +150,19 @@ def test_evaluate_text_report_on_a_file(lowrank, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "n=2, accuracy 1.0000" in out and "confusion matrix (rows: gold, columns: predicted)" in out
     assert re.search(r"^negative\s+1\s+0$", out, re.M) and re.search(r"^positive\s+0\s+1$", out, re.M)
+
+
+def test_predict_reads_quoted_tsv_like_training_data(lowrank, tmp_path, capsys):
+    """A TSV written by the csv module (a field with a tab and quotes gets quoted) reads back as its text,
+    the same way slimtext.data reads training and evaluation files."""
+    from slimtext.data import read_examples
+
+    texts = [POSITIVE, 'a "quoted"\tfield , dull', NEGATIVE]
+    path = tmp_path / "in.tsv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f, dialect="excel-tab").writerows([["sentence", "label"], *([t, "positive"] for t in texts)])
+    assert read_examples(path, text_col="sentence").texts == texts
+    assert main(["predict", str(lowrank), "--file", str(path), "--text-col", "sentence"]) == 0
+    rows = _jsonl(capsys.readouterr().out)
+    np.testing.assert_allclose([list(r["probabilities"].values()) for r in rows],
+                               slimtext.load(lowrank).predict_proba(texts), atol=1e-6)
