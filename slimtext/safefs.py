@@ -54,8 +54,9 @@ def open_folder(folder: str | Path) -> int:
         raise FileRejected(f"{folder}: cannot open the folder ({e.strerror})") from e
 
 
-def read_capped(folder: str | Path, name: str, cap: int, cap_name: str) -> bytes:
-    """The bytes of `folder/name`, a regular file of at most `cap` bytes, never through a symlink.
+def open_capped(folder: str | Path, name: str, cap: int, cap_name: str) -> int:
+    """An open descriptor (blocking, read-only) on `folder/name`, a regular file of at most `cap` bytes,
+    never reached through a symlink; the caller closes it.
 
     `name` is a plain file name (no separator), so nothing can lead out of the folder. Raises
     FileNotFoundError when the file does not exist and FileRejected for anything else that is wrong.
@@ -82,13 +83,38 @@ def read_capped(folder: str | Path, name: str, cap: int, cap_name: str) -> bytes
         if st.st_size > cap:
             raise FileRejected(f"{path}: {st.st_size} bytes, over the cap {cap_name}={cap}")
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(cap + 1)
-        if len(data) > cap:
-            raise FileRejected(f"{path}: grew past the cap {cap_name}={cap} while being read")
-        return data
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_capped(folder: str | Path, name: str, cap: int, cap_name: str) -> bytes:
+    """The bytes of `folder/name`, checked as `open_capped` checks it."""
+    fd = open_capped(folder, name, cap, cap_name)
+    try:
+        return read_fd(fd, cap, Path(folder) / name, cap_name)
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int, cap: int, path: Path, cap_name: str, chunk: int | None = None, sink=None) -> bytes:
+    """Read an open file from its start; over `cap` bytes (it grew while read) is FileRejected.
+    With `sink`, the bytes go to `sink(chunk)` piece by piece instead and b"" is returned (no copy kept)."""
+    with os.fdopen(fd, "rb", closefd=False) as f:
+        f.seek(0)
+        if sink is None:
+            data = f.read(cap + 1)
+            if len(data) > cap:
+                raise FileRejected(f"{path}: grew past the cap {cap_name}={cap} while being read")
+            return data
+        size = 0
+        while piece := f.read(chunk or 1 << 20):
+            size += len(piece)
+            if size > cap:
+                raise FileRejected(f"{path}: grew past the cap {cap_name}={cap} while being read")
+            sink(piece)
+        return b""
 
 
 def _kind(mode: int) -> str:

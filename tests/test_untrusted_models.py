@@ -147,3 +147,28 @@ def test_strict_server_does_not_start(bad_models):
     with pytest.raises(RuntimeError, match="uvicorn exited"):
         srv.wait_ready()
     assert "not followed" in srv.stop() or "over the cap" in srv.output()
+
+
+def test_the_checked_file_is_the_one_loaded(quick_run, tmp_path, monkeypatch):
+    """onnxruntime gets the descriptor that was size-checked and hashed, not the name: a model.onnx
+    swapped in right after the sha256 check is not what gets loaded."""
+    import numpy as np
+
+    import slimtext.runtime as runtime
+
+    folder = clone(quick_run[0] / "sst2-dan-lowrank", tmp_path, "sst2-dan-lowrank")
+    checked = runtime._verify_sha256
+
+    def check_then_swap(fd, path, cap, expected):
+        checked(fd, path, cap, expected)
+        swap = path.with_suffix(".swap")
+        swap.write_bytes(b"not an onnx model")
+        os.replace(swap, path)  # the name now points at garbage
+
+    monkeypatch.setattr(runtime, "_verify_sha256", check_then_swap)
+    clf = OnnxClassifier(folder)
+    monkeypatch.undo()
+    assert (folder / MODEL_FILE).read_bytes() == b"not an onnx model"
+    reference = OnnxClassifier(quick_run[0] / "sst2-dan-lowrank")
+    texts = ["a gorgeous , witty , seductive movie .", "dull"]
+    np.testing.assert_allclose(clf.predict(texts).probs, reference.predict(texts).probs, atol=1e-6)
