@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, VOCAB_FILE, Manifest
-from slimtext.safefs import DEFAULT_LIMITS, FileLimits, FileRejected, open_capped, read_capped, read_fd
+from slimtext.safefs import DEFAULT_LIMITS, FileLimits, FileRejected, open_capped, read_fd
 from slimtext.tokenizer import Tokenizer
 
 _LOGITS, _PROBS = ["logits"], ["probabilities"]
@@ -48,12 +48,13 @@ def _fd_path(fd: int) -> str:
 
 
 def _read(folder: Path, name: str, cap: int, field: str) -> bytes:
+    fd = _open(folder, name, cap, field)
     try:
-        return read_capped(folder, name, cap, _cap_name(field))
-    except FileNotFoundError as e:
-        raise ModelLoadError(f"{folder / name}: missing") from e
-    except FileRejected as e:
+        return read_fd(fd, cap, folder / name, _cap_name(field))
+    except FileRejected as e:  # it grew past the cap while being read
         raise ModelLoadError(str(e)) from e
+    finally:
+        os.close(fd)
 
 
 def _verify_sha256(fd: int, path: Path, cap: int, expected: str) -> None:
