@@ -184,3 +184,33 @@ def inline_schema(model: type[BaseModel]) -> dict:
         return node
 
     return resolve(schema)
+
+
+# GET /stats: the model page's data (service/routes/ui.py)
+class Latency(BaseModel):
+    p50_ms: float = Field(description="median server time per request (ms), interpolated in the histogram bucket")
+    p99_ms: float = Field(description="99th percentile server time per request (ms), interpolated likewise")
+
+
+class ModelStats(BaseModel):
+    name: str
+    kind: str
+    architecture: str
+    dataset: str
+    labels: list[str]
+    default: bool
+    rank: int | None
+    onnx_bytes: int
+    params: int
+    embedding_compression: float
+    rss_growth_bytes: int = Field(description="process RSS growth while loading the model")
+    dev_accuracy: float | None
+    test_accuracy: float | None
+    requests: int = Field(description="classification requests answered by this model since start (any status)")
+    errors: int = Field(description="of which answered with a 4xx/5xx status")
+    latency: Latency | None = Field(description="null until the model has served a request")
+
+
+class Stats(BaseModel):
+    default: str
+    models: list[ModelStats]

@@ -13,48 +13,19 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse, Response
 
 from service.classify import Classifier
 from service.deps import get_classifier
 from service.errors import ApiError
 from service.metrics import Histogram
+from service.schemas import Latency, ModelStats, Stats
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
 router = APIRouter(tags=["ui"])
 page_router = APIRouter(include_in_schema=False)
-
-
-class Latency(BaseModel):
-    p50_ms: float = Field(description="median server time per request (ms), interpolated in the histogram bucket")
-    p99_ms: float = Field(description="99th percentile server time per request (ms), interpolated likewise")
-
-
-class ModelStats(BaseModel):
-    name: str
-    kind: str
-    architecture: str
-    dataset: str
-    labels: list[str]
-    default: bool
-    rank: int | None
-    onnx_bytes: int
-    params: int
-    embedding_compression: float
-    rss_growth_bytes: int = Field(description="process RSS growth while loading the model")
-    dev_accuracy: float | None
-    test_accuracy: float | None
-    requests: int = Field(description="classification requests answered by this model since start (any status)")
-    errors: int = Field(description="of which answered with a 4xx/5xx status")
-    latency: Latency | None = Field(description="null until the model has served a request")
-
-
-class Stats(BaseModel):
-    default: str
-    models: list[ModelStats]
 
 
 def quantile(h: Histogram, q: float) -> float | None:
