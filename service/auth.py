@@ -85,7 +85,7 @@ class AuthGuard:
                 return False
             await _refuse(send, 401, "unauthorized", "missing or invalid admin key")
             return False
-        if not self.api_keys or (given is not None and _matches(given, self.api_keys)):
+        if self.inference_allowed(given):  # (an admin key was already let through above)
             return True
         await _refuse(send, 401, "unauthorized",
                       "missing or invalid API key (send 'Authorization: Bearer <key>' or 'X-API-Key: <key>')")
