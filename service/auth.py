@@ -4,7 +4,8 @@
   need one of these keys (or an admin key). Unset: those routes are open, as before.
 - `SLIMTEXT_ADMIN_KEYS`: when set, /metrics needs one of these, and only these unlock the admin view of
   /models (training config, library versions, full error messages). Unset: /metrics is open and
-  nobody gets the admin view.
+  nobody gets the admin view. The model repository API (/v2/repository/...: index, load, unload) needs an
+  admin key when admin keys are set, else it is an inference route.
 - Health probes (/health/*, /v2/health/*, /v2), the model page (/ and /static/*, no data in them) and, when
   enabled, the docs (with their /docs-static/* assets) stay public.
 
@@ -28,6 +29,7 @@ PUBLIC_PATHS = frozenset({"/v2", "/"})  # "/": the model page, no data in it (it
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 DOCS_PREFIXES = ("/docs-static/",)  # Swagger UI / ReDoc assets (service/docs.py)
 ADMIN_PATHS = frozenset({"/metrics"})
+ADMIN_PREFIXES = ("/v2/repository/",)  # the model repository API: index, load, unload
 ADMIN_STATE = "slimtext_admin"  # scope["state"] key: the caller showed an admin key
 
 
@@ -67,6 +69,12 @@ class AuthGuard:
         return given is not None and (_matches(given, self.api_keys)
                                       or bool(self.admin_keys) and _matches(given, self.admin_keys))
 
+    def admin_allowed(self, given: bytes | None) -> bool:
+        """An admin call may go on: no admin keys configured, or one of them."""
+        if not self.admin_keys:
+            return True
+        return given is not None and _matches(given, self.admin_keys)
+
     async def allow(self, scope, send) -> bool:
         """True when the request may go on; otherwise the 401/403 has been sent."""
         path = scope["path"]
@@ -77,7 +85,8 @@ class AuthGuard:
         if is_admin:
             scope.setdefault("state", {})[ADMIN_STATE] = True
             return True
-        if path in ADMIN_PATHS:
+        repository = path.startswith(ADMIN_PREFIXES)
+        if path in ADMIN_PATHS or (repository and self.admin_keys):
             if not self.admin_keys:
                 return True
             if given is not None and self.api_keys and _matches(given, self.api_keys):

@@ -58,7 +58,7 @@ def v2_response(req: V2InferRequest, model: LoadedModel, probs: np.ndarray) -> d
                           "data": probs.ravel().tolist()},
     }
     wanted = [o.name for o in req.outputs] if req.outputs else list(outputs)  # names checked by the schema
-    body = {"model_name": model.name, "model_version": "1", "outputs": [outputs[w] for w in wanted]}
+    body = {"model_name": model.name, "model_version": model.version, "outputs": [outputs[w] for w in wanted]}
     if req.id is not None:
         body["id"] = req.id
     return body
@@ -70,51 +70,49 @@ class Classifier:
     def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics):
         self.settings, self.registry, self.metrics = settings, registry, metrics
         self.offloader = Offloader(settings.offload_queue)
-        self.batchers: dict[str, MicroBatcher] = {}
-        if settings.batching:
-            for name, model in registry.models.items():
-                self.batchers[name] = MicroBatcher(
-                    model.classifier.probabilities, settings.batch_max_texts, settings.batch_max_wait_us / 1e6,
-                    on_batch=functools.partial(metrics.observe_batch, name))
 
     # --- entry points ----------------------------------------------------------------------
     async def classify(self, content_type: str, body: bytes, watch: Watch | None = None) -> Reply:
         def render(req: ClassifyRequest, model: LoadedModel, probs: np.ndarray, lengths: np.ndarray) -> dict:
             labels = model.classifier.labels
-            return {"model": model.name, "predictions": build_predictions(probs, lengths, labels, req.top_k)}
+            return {"model": model.name, "version": model.version,
+                    "predictions": build_predictions(probs, lengths, labels, req.top_k)}
 
         return await self._serve("classify", content_type, body, ClassifyRequest, None, render, watch)
 
     async def v2_infer(self, model_name: str, content_type: str, body: bytes,
-                       watch: Watch | None = None) -> Reply:
+                       watch: Watch | None = None, version: str | None = None) -> Reply:
         def render(req: V2InferRequest, model: LoadedModel, probs: np.ndarray, lengths: np.ndarray) -> dict:
             return v2_response(req, model, probs)
 
-        return await self._serve("v2", content_type, body, V2InferRequest, model_name, render, watch)
+        return await self._serve("v2", content_type, body, V2InferRequest, model_name, render, watch, version)
 
     # --- shared path -----------------------------------------------------------------------
     async def _serve(self, endpoint: str, content_type: str, body: bytes, schema: type[BaseModel],
-                     model_name: str | None, render: Callable, watch: Watch | None = None) -> Reply:
+                     model_name: str | None, render: Callable, watch: Watch | None = None,
+                     version: str | None = None) -> Reply:
         """Small requests run on the event loop (tens of microseconds); a large body is parsed, tokenized
-        and run in the worker thread, a request of many texts is tokenized and run there."""
+        and run in the worker thread, a request of many texts is tokenized and run there. The model is
+        looked up on the event loop (a model not loaded yet is loaded in the registry's loader thread)."""
         t0 = time.perf_counter()
         label = "-"  # metric label: a served model's name only, so unknown names add no series
         self.metrics.in_flight += 1
         try:
-            if len(body) >= self.settings.offload_min_body_bytes:
-                def whole() -> tuple[str, Reply]:
-                    req, model = self._prepare(content_type, body, schema, model_name)
-                    return model.name, self._compute(req, model, render, t0)
-
-                label, reply = await self.offloader.run(whole, watch.start() if watch else None)
+            big = len(body) >= self.settings.offload_min_body_bytes
+            if big:
+                req = await self.offloader.run(functools.partial(self._parse, content_type, body, schema),
+                                               watch.start() if watch else None)
             else:
-                req, model = self._prepare(content_type, body, schema, model_name)
-                label = model.name
-                if len(req.all_texts()) >= self.settings.offload_min_texts:
-                    reply = await self.offloader.run(functools.partial(self._compute, req, model, render, t0),
-                                                     watch.start() if watch else None)
-                else:
-                    reply = await self._compute_async(req, model, render, t0)
+                req = self._parse(content_type, body, schema)
+            if model_name is None:
+                model_name, version = req.model, req.version
+            model = self.registry.get(model_name, version) or await self.registry.acquire(model_name, version)
+            label = model.name
+            if big or len(req.all_texts()) >= self.settings.offload_min_texts:
+                reply = await self.offloader.run(functools.partial(self._compute, req, model, render, t0),
+                                                 watch.start() if watch else None)
+            else:
+                reply = await self._compute_async(req, model, render, t0)
         except ApiError as e:
             reply = Reply(e.status, error_body(e.error, e.message, e.details))
         except QueueFull:
@@ -124,10 +122,6 @@ class Classifier:
             self.metrics.in_flight -= 1
         self.metrics.count(label, endpoint, reply.status)
         return reply
-
-    def _prepare(self, content_type: str, body: bytes, schema: type[BaseModel], model_name: str | None):
-        req = self._parse(content_type, body, schema)
-        return req, self._model(model_name if model_name is not None else req.model)
 
     def _compute(self, req, model: LoadedModel, render: Callable, t0: float) -> Reply:
         """Tokenize, run and render in one go (in the worker thread); no micro-batching here."""
@@ -173,15 +167,17 @@ class Classifier:
                            f"text(s) at index {too_long[:10]} over max_chars={self.settings.max_chars}")
         return req
 
-    def _model(self, name: str | None) -> LoadedModel:
-        model = self.registry.get(name)
-        if model is None:
-            raise ApiError(404, "unknown_model", f"no model named {name!r}; see GET /models")
-        return model
+    async def model(self, name: str | None, version: str | None = None) -> LoadedModel:
+        """The model a request names (loaded on first use); ApiError 404 naming an unknown model or version."""
+        return self.registry.get(name, version) or await self.registry.acquire(name, version)
 
     async def _probabilities(self, model: LoadedModel, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        batcher = self.batchers.get(model.name)
-        if batcher is not None and len(lengths) < self.settings.batch_max_texts:
-            return await batcher.submit(ids, lengths)
+        if self.settings.batching and len(lengths) < self.settings.batch_max_texts:
+            if model.batcher is None:  # one per loaded model object: a swapped-in version gets its own
+                model.batcher = MicroBatcher(
+                    model.classifier.probabilities, self.settings.batch_max_texts,
+                    self.settings.batch_max_wait_us / 1e6,
+                    on_batch=functools.partial(self.metrics.observe_batch, model.name))
+            return await model.batcher.submit(ids, lengths)
         self.metrics.observe_batch(model.name, len(lengths))
         return model.classifier.probabilities(ids, lengths)

@@ -26,6 +26,14 @@ def _split_keys(v: object) -> object:
     return v
 
 
+def _split_names(v: object) -> object:
+    if isinstance(v, str):
+        v = tuple(k.strip() for k in v.split(",") if k.strip())
+    return v
+
+
+NamesList = Annotated[tuple[Annotated[str, Field(pattern=NAME_PATTERN)], ...], NoDecode,
+                      BeforeValidator(_split_names)]
 SecretKeys = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_keys)]
 
 
@@ -35,7 +43,8 @@ class Settings(BaseSettings):
 
     models_dir: Path = Field(default=Path("models"), description="folder of model folders to serve")
     default_model: str | None = Field(default=None, pattern=NAME_PATTERN,
-                                      description="model used when a request names none; default: first lowrank")
+                                      description="model used when a request names none; default: aliases.json's "
+                                                  "\"default\" in the models folder, else the only model")
     intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime threads per session")
     strict: bool = Field(default=False, description="any bad model folder stops start-up")
     max_texts: int = Field(default=256, ge=1, le=100_000, description="texts per request")
@@ -84,9 +93,18 @@ class Settings(BaseSettings):
         return v
 
     @property
+    def memory_budget_bytes(self) -> int | None:
+        return None if self.memory_budget_mb is None else int(self.memory_budget_mb * (1 << 20))
+
+    @property
     def file_limits(self) -> FileLimits:
         return FileLimits(manifest_bytes=self.max_manifest_bytes, vocab_bytes=self.max_vocab_bytes,
                           vocab_entries=self.max_vocab_entries, model_bytes=self.max_model_bytes)
+    # many models per server (service/registry.py)
+    memory_budget_mb: float | None = Field(default=None, gt=0, le=1 << 30,
+                                           description="load models on first use and evict the least recently used "
+                                                       "unpinned one beyond this much model memory (unset: load all)")
+    pinned_models: NamesList = Field(default=(), description="models loaded at start-up and never evicted")
     grpc_port: int | None = Field(default=None, ge=1, le=65535,
                                   description="serve the Open Inference Protocol over gRPC on this port (off: unset)")
     grpc_host: str = Field(default="127.0.0.1", min_length=1, description="address the gRPC port binds to")

@@ -23,10 +23,10 @@ from service.errors import ApiError
 from service.proto import open_inference_grpc_pb2 as pb
 from service.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from service.v2_stats import model_stats
+from slimtext.runtime import ModelLoadError
 
 log = logging.getLogger("slimtext.grpc")
 EXTENSIONS = ["binary_tensor_data", "statistics"]
-NO_LOAD = "models are loaded at start-up from SLIMTEXT_MODELS_DIR; loading and unloading are not implemented"
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 415: grpc.StatusCode.INVALID_ARGUMENT,
           422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
@@ -82,11 +82,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise ApiError(503, "not_ready", "models are still loading")
         return classifier
 
-    def _model(self, name: str):
-        model = self._classifier().registry.models.get(name)
-        if model is None:
-            raise ApiError(404, "unknown_model", f"no model named {name!r}")
-        return model
+    async def _model(self, context, name: str, version: str = ""):
+        """The named model (loaded on first use); NOT_FOUND naming an unknown model or version."""
+        classifier = await _guard(context, self._classifier)
+        try:
+            return await classifier.model(name, version or None)
+        except ApiError as e:
+            await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
 
     async def ServerLive(self, request, context):  # noqa: N802 - names fixed by the protocol
         return pb.ServerLiveResponse(live=True)
@@ -96,16 +98,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):  # noqa: N802
         classifier = self._get()
-        return pb.ModelReadyResponse(ready=classifier is not None and request.name in classifier.registry.models)
+        if classifier is None:
+            return pb.ModelReadyResponse(ready=False)
+        try:
+            await classifier.model(request.name, request.version or None)
+        except ApiError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request, context):  # noqa: N802
         return pb.ServerMetadataResponse(name="slimtext", version="0.1.0", extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request, context):  # noqa: N802
-        model = await _guard(context, self._model, request.name)
+        model = await self._model(context, request.name, request.version)
+        entry = self._classifier().registry.entries.get(model.name)
         tm = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
-            name=model.name, versions=["1"], platform="onnxruntime_onnx",
+            name=model.name, versions=sorted(entry.versions, key=int) if entry else [model.version],
+            platform="onnxruntime_onnx",
             inputs=[tm(name="text", datatype="BYTES", shape=[-1])],
             outputs=[tm(name="label", datatype="BYTES", shape=[-1]),
                      tm(name="probabilities", datatype="FP32", shape=[-1, len(model.classifier.labels)])])
@@ -113,7 +123,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):  # noqa: N802
         classifier = await _guard(context, self._classifier)
         body = await _guard(context, request_json, request)
-        reply = await classifier.v2_infer(request.model_name, JSON, body)
+        reply = await classifier.v2_infer(request.model_name, JSON, body, version=request.model_version or None)
         if reply.status != 200:
             err = orjson.loads(reply.body)
             details = err.get("details") or []
@@ -124,21 +134,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStatistics(self, request, context):  # noqa: N802
         classifier = await _guard(context, self._classifier)
-        names = [(await _guard(context, self._model, request.name)).name] if request.name \
+        names = [(await self._model(context, request.name)).name] if request.name \
             else list(classifier.registry.models)
         return pb.ModelStatisticsResponse(model_stats=[model_stats(classifier.metrics, n) for n in names])
 
-    async def RepositoryModelLoad(self, request, context):  # noqa: N802
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NO_LOAD)
+    async def RepositoryModelLoad(self, request, context):  # noqa: N802 - the same as POST .../load
+        registry = (await _guard(context, self._classifier)).registry
+        try:
+            await registry.load_model(request.model_name)
+        except ApiError as e:
+            await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
+        except ModelLoadError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, registry.public_message(str(e)))
+        return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
 
     async def RepositoryModelUnload(self, request, context):  # noqa: N802
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NO_LOAD)
+        registry = (await _guard(context, self._classifier)).registry
+        await _guard(context, registry.unload_model, request.model_name)
+        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 
     async def RepositoryIndex(self, request, context):  # noqa: N802
-        classifier = await _guard(context, self._classifier)
+        registry = (await _guard(context, self._classifier)).registry
+        await registry.rescan()
         index = pb.RepositoryIndexResponse.ModelIndex
-        return pb.RepositoryIndexResponse(
-            models=[index(name=n, version="1", state="READY") for n in classifier.registry.models])
+        return pb.RepositoryIndexResponse(models=[index(name=m["name"], version=m["version"], state=m["state"],
+                                                        reason=m["reason"]) for m in registry.index(request.ready)])
 
 
 async def _guard(context, fn, *args):
@@ -149,6 +169,7 @@ async def _guard(context, fn, *args):
 
 
 PUBLIC_RPCS = frozenset({"ServerLive", "ServerReady"})  # the health probes, public like /v2/health/* over HTTP
+ADMIN_RPCS = frozenset({"RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"})  # like /v2/repository/
 
 
 class KeyCheck(grpc.aio.ServerInterceptor):
@@ -163,7 +184,12 @@ class KeyCheck(grpc.aio.ServerInterceptor):
             return await continuation(details)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in details.invocation_metadata or ()
                    if isinstance(v, str)]
-        if self.guard.inference_allowed(presented_key(headers)):
+        given = presented_key(headers)
+        method = details.method.rsplit("/", 1)[-1]
+        if method in ADMIN_RPCS and self.guard.admin_keys:
+            if self.guard.admin_allowed(given):
+                return await continuation(details)
+        elif self.guard.inference_allowed(given):
             return await continuation(details)
         return grpc.unary_unary_rpc_method_handler(_unauthenticated)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -34,12 +35,13 @@ def create_app(settings: Settings | None = None) -> Admission:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        registry = ModelRegistry.load(settings.models_dir, settings.default_model, settings.intra_op_threads,
-                                      settings.strict, limits=settings.file_limits)
+        registry = await asyncio.to_thread(  # blocking file reads and onnxruntime loads: off the event loop
+            ModelRegistry.load, settings.models_dir, settings.default_model, settings.intra_op_threads,
+            settings.strict, settings.file_limits, settings.memory_budget_bytes, settings.pinned_models)
         for m in registry.models.values():
-            man = m.classifier.manifest
-            app.state.metrics.describe_model(m.name, man.kind, man.onnx_bytes, man.params.total,
-                                             man.embedding_compression, m.rss_growth_bytes)
+            app.state.metrics.describe_loaded(m)
+        registry.on_loaded = app.state.metrics.describe_loaded
+        app.state.metrics.add_figures(registry.FIGURES, registry.figures)
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
         admission.offloader = app.state.classifier.offloader
         app.state.metrics.start()
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Admission:
             await grpc.stop(grace=5)
         await app.state.metrics.stop()
         app.state.classifier.offloader.close()
+        registry.close()
         app.state.classifier = None
 
     docs = settings.enable_docs  # off by default: production exposes no schema or docs UI

@@ -100,6 +100,12 @@ class Metrics:
         self.models[name] = {"kind": kind, "onnx_bytes": onnx_bytes, "params": params,
                              "compression": compression, "rss": rss_growth}
 
+    def describe_loaded(self, model) -> None:
+        """A model (service.registry.LoadedModel) was loaded: its gauges, RSS growth measured at this load."""
+        man = model.classifier.manifest
+        self.describe_model(model.name, man.kind, man.onnx_bytes, man.params.total, man.embedding_compression,
+                            model.rss_growth_bytes)
+
     def add_figures(self, spec: dict[str, tuple[str, str]], read: Callable[[], dict[str, float]]) -> None:
         """More numbers for /metrics, `spec` name -> ("counter" | "gauge", help): `read()` is taken into every
         snapshot, so with several workers they are summed like the rest (gauges over live workers only)."""

@@ -77,10 +77,12 @@ class Watch:
     """Started on demand (only requests that go to the worker need it): `start()` -> the `gone` event."""
 
     def __init__(self, receive):
-        self.receive, self.task = receive, None
+        self.receive, self.task, self.gone = receive, None, None
 
     def start(self) -> threading.Event:
-        gone = threading.Event()
+        if self.task is not None:  # a request may go to the worker twice (parse, then compute): one watcher
+            return self.gone
+        self.gone = gone = threading.Event()
         self.task = asyncio.ensure_future(watch_disconnect(self.receive, gone))
         return gone
 

@@ -26,6 +26,8 @@ class ClassifyRequest(BaseModel):
     texts: list[str] = Field(default=None, min_length=1, description="texts to classify")
     text: str = Field(default=None, description="one text (instead of texts)")
     model: str = Field(default=None, pattern=NAME_PATTERN, description="model name; the default model if omitted")
+    version: str = Field(default=None, pattern=r"^[0-9]{1,9}$",
+                         description="model version (a folder models/<name>/<version>/); the highest if omitted")
     top_k: int = Field(default=None, ge=1, le=1000, description="also list the k most likely labels")
 
     @field_validator("top_k", mode="before")
@@ -65,6 +67,7 @@ class ClassifyResponse(BaseModel):
                          "probabilities": {"negative": 0.0278, "positive": 0.9722}, "n_tokens": 8}]}]})
 
     model: str
+    version: str | None = Field(default=None, description="the model version that answered")
     predictions: list[TextPrediction]
 
 
@@ -74,12 +77,34 @@ class ModelInfo(BaseModel):
     manifest: Manifest
     default: bool
     rss_growth_bytes: int = Field(description="process RSS growth measured while loading this model")
+    version: str = Field(default="1", description="the loaded version (folder models/<name>/<version>/)")
+    memory_bytes: int = Field(default=0, description="memory charged to it against SLIMTEXT_MEMORY_BUDGET_MB")
+    pinned: bool = Field(default=False, description="never evicted (the default model, SLIMTEXT_PINNED_MODELS)")
+
+
+class RepositoryModel(BaseModel):
+    name: str
+    version: str
+    state: str = Field(description="READY, LOADING or UNAVAILABLE")
+    reason: str = Field(description="why it is not READY: not loaded, evicted (memory budget), unloaded, or the "
+                                    "load error naming the file")
+    sha256: str | None = Field(description="the loaded model.onnx's sha256 (from its checked manifest)")
+    memory_bytes: int = Field(description="RSS growth measured at load (at least the ONNX bytes); 0 when not loaded")
+    onnx_bytes: int
+    pinned: bool
+    default: bool
+    loads: int = Field(description="times this version was loaded since start")
 
 
 class ModelsResponse(BaseModel):
-    default: str
-    models: list[ModelInfo]
+    default: str | None = Field(description="the model a request naming none gets (null: none configured)")
+    default_reason: str = Field(default="", description="why: SLIMTEXT_DEFAULT_MODEL, aliases.json, the only model")
+    models: list[ModelInfo] = Field(description="the loaded models (each one's highest version)")
     errors: dict[str, str] = Field(description="model folders that were not served, and why")
+    repository: list[RepositoryModel] = Field(default_factory=list,
+                                              description="every model folder and version, loaded or not")
+    memory_budget_bytes: int | None = None
+    memory_used_bytes: int = 0
 
 
 class ErrorResponse(BaseModel):
@@ -212,5 +237,5 @@ class ModelStats(BaseModel):
 
 
 class Stats(BaseModel):
-    default: str
+    default: str | None
     models: list[ModelStats]

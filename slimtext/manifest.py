@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from slimtext.tokenizer import TokenizerConfig
 
 MODEL_FILE, VOCAB_FILE, MANIFEST_FILE = "model.onnx", "vocab.json", "manifest.json"
+ALIASES_FILE = "aliases.json"  # in the models folder: {"default": "<model>", "<alias>": "<model>", ...}
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
 
@@ -96,3 +97,16 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_default_alias(models_dir: str | Path, name: str) -> bool:
+    """Name `name` the default model of `models_dir` (its aliases.json) unless a default is already set there:
+    exporting more models never changes which one answers requests that name none. True when written."""
+    import json
+
+    path = Path(models_dir) / ALIASES_FILE
+    aliases = json.loads(path.read_text()) if path.exists() else {}
+    if "default" in aliases:
+        return False
+    path.write_text(json.dumps({**aliases, "default": name}, indent=2) + "\n")
+    return True

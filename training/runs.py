@@ -21,7 +21,15 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slimtext.data import read_examples, split_path
-from slimtext.manifest import MANIFEST_FILE, Accuracy, Manifest, ParamCounts, is_valid_name
+from slimtext.manifest import (
+    ALIASES_FILE,
+    MANIFEST_FILE,
+    Accuracy,
+    Manifest,
+    ParamCounts,
+    is_valid_name,
+    write_default_alias,
+)
 from slimtext.runtime import OnnxClassifier
 from slimtext.tokenizer import Tokenizer
 from training.architectures import get_architecture
@@ -299,6 +307,9 @@ def run(cfg: RunConfig, log=print) -> RunResult:
             compressed = load_run_model(runs / "compress").model
         full = load_run_model(runs / "train").model
         tok = Tokenizer.load(runs / "train" / "vocab.json")
+    served = f"{cfg.prefix}-{cfg.suffix}" if cfg.method != "full" else f"{cfg.prefix}-full"
+    if write_default_alias(cfg.out_dir, served):  # requests that name no model get it (service/registry.py)
+        log(f"default model of {cfg.out_dir}: {served} ({ALIASES_FILE})")
     log(summary_table(manifests))
     log(f"done in {time.time() - started:.0f} s")
     return RunResult(manifests, full, compressed, tok)

@@ -21,7 +21,7 @@ from service import v2_codec
 from service.classify import JSON
 from service.deps import get_classifier
 from service.errors import ApiError, validation_details
-from service.registry import LoadedModel
+from service.registry import VERSION_PATTERN, LoadedModel
 from service.routes.classify import GONE, read_body, watched
 from service.schemas import (
     V2ErrorResponse,
@@ -33,8 +33,9 @@ from service.schemas import (
 )
 from service.v2_stats import model_stats
 from slimtext.manifest import NAME_PATTERN
+from slimtext.runtime import ModelLoadError
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "model_repository"]
 ERRORS = {code: {"model": V2ErrorResponse, "description": text} for code, text in {
     400: "malformed body or binary tensor data", 404: "unknown model",
     413: "a size limit exceeded (body, texts or characters)", 415: "a declared content type that is not JSON",
@@ -75,11 +76,12 @@ router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=V2Route, respon
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
-def _model(request: Request, name: str) -> LoadedModel:
-    model = get_classifier(request).registry.models.get(name)
-    if model is None:
-        raise ApiError(404, "unknown_model", f"no model named {name!r}")
-    return model
+Version = Annotated[str, Path(pattern=VERSION_PATTERN)]
+
+
+async def _model(request: Request, name: str, version: str | None = None) -> LoadedModel:
+    """The named model (and version), loaded on first use; 404 naming an unknown model or version."""
+    return await get_classifier(request).model(name, version)
 
 
 @router.get("", summary="Server metadata")
@@ -98,10 +100,41 @@ async def ready(request: Request) -> dict:
     return {"ready": True}
 
 
-@router.post("/repository/index", summary="Models in the repository (all loaded, READY)")
+@router.post("/repository/index", summary="Every model folder and version: READY, LOADING or UNAVAILABLE and why "
+             "(admin key when SLIMTEXT_ADMIN_KEYS is set)")
 async def repository_index(request: Request) -> list[dict]:
-    models = get_classifier(request).registry.models
-    return [{"name": name, "version": "1", "state": "READY", "reason": ""} for name in models]
+    registry = get_classifier(request).registry
+    body = await request.body()
+    ready_only = False
+    if body.strip():
+        try:
+            ready_only = bool(orjson.loads(body).get("ready", False))
+        except (orjson.JSONDecodeError, AttributeError) as e:
+            raise ApiError(400, "invalid_request", "the body must be a JSON object like {\"ready\": true}") from e
+    await registry.rescan()  # new and removed folders show up
+    return registry.index(ready_only)
+
+
+@router.post("/repository/models/{name}/load", responses=ERRORS,
+             summary="(Re)load a model's highest version from its folder and swap it in atomically")
+async def repository_load(request: Request, name: ModelName) -> dict:
+    registry = get_classifier(request).registry
+    try:
+        loaded = await registry.load_model(name)
+    except ModelLoadError as e:  # the old version (if any) keeps serving
+        raise ApiError(400, "load_failed", registry.public_message(str(e))) from e
+    return {"name": loaded.name, "version": loaded.version, "state": "READY", "sha256": loaded.sha256,
+            "memory_bytes": loaded.rss_growth_bytes}
+
+
+DEFAULT_409 = {409: {"model": V2ErrorResponse, "description": "the default model cannot be unloaded"}}
+
+
+@router.post("/repository/models/{name}/unload", responses={**ERRORS, **DEFAULT_409},
+             summary="Unload every version of a model (409 for the default model)")
+async def repository_unload(request: Request, name: ModelName) -> dict:
+    get_classifier(request).registry.unload_model(name)
+    return {"name": name, "state": "UNAVAILABLE", "reason": "unloaded"}
 
 
 @router.get("/models/stats", summary="Statistics of every model, as Triton reports them")
@@ -112,10 +145,20 @@ async def all_stats(request: Request) -> dict:
 
 @router.get("/models/{name}", response_model=V2ModelMetadata, responses=ERRORS)
 async def model_metadata(request: Request, name: ModelName) -> V2ModelMetadata:
-    model = _model(request, name)
+    return _metadata(request, await _model(request, name))
+
+
+@router.get("/models/{name}/versions/{version}", response_model=V2ModelMetadata, responses=ERRORS)
+async def version_metadata(request: Request, name: ModelName, version: Version) -> V2ModelMetadata:
+    return _metadata(request, await _model(request, name, version))
+
+
+def _metadata(request: Request, model: LoadedModel) -> V2ModelMetadata:
     n_labels = len(model.classifier.labels)
+    entry = get_classifier(request).registry.entries.get(model.name)
+    versions = sorted(entry.versions, key=int) if entry is not None else [model.version]
     return V2ModelMetadata(
-        name=model.name, versions=["1"], platform="onnxruntime_onnx",
+        name=model.name, versions=versions, platform="onnxruntime_onnx",
         inputs=[V2TensorMetadata(name="text", datatype="BYTES", shape=[-1])],
         outputs=[V2TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
                  V2TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, n_labels])])
@@ -123,12 +166,18 @@ async def model_metadata(request: Request, name: ModelName) -> V2ModelMetadata:
 
 @router.get("/models/{name}/ready", responses=ERRORS)
 async def model_ready(request: Request, name: ModelName) -> dict:
-    return {"name": _model(request, name).name, "ready": True}
+    return {"name": (await _model(request, name)).name, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", responses=ERRORS)
+async def version_ready(request: Request, name: ModelName, version: Version) -> dict:
+    model = await _model(request, name, version)
+    return {"name": model.name, "version": model.version, "ready": True}
 
 
 @router.get("/models/{name}/config", responses=ERRORS, summary="Model configuration (Triton's JSON form)")
 async def model_config(request: Request, name: ModelName) -> dict:
-    model = _model(request, name)
+    model = await _model(request, name)
     return {"name": model.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime", "max_batch_size": 0,
             "input": [{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}],
             "output": [{"name": "label", "data_type": "TYPE_STRING", "dims": [-1],
@@ -140,7 +189,7 @@ async def model_config(request: Request, name: ModelName) -> dict:
 
 @router.get("/models/{name}/stats", responses=ERRORS, summary="Statistics of one model, as Triton reports them")
 async def stats(request: Request, name: ModelName) -> dict:
-    return {"model_stats": [model_stats(get_classifier(request).metrics, _model(request, name).name)]}
+    return {"model_stats": [model_stats(get_classifier(request).metrics, (await _model(request, name)).name)]}
 
 
 @router.post(
@@ -150,6 +199,20 @@ async def stats(request: Request, name: ModelName) -> dict:
         "application/json": {"schema": inline_schema(V2InferRequest)}}}},
 )
 async def infer(request: Request, name: ModelName) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer", response_model=V2InferResponse, summary="Classify with one version",
+    responses={**ERRORS, 200: BINARY_REPLY},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": inline_schema(V2InferRequest)}}}},
+)
+async def infer_version(request: Request, name: ModelName, version: Version) -> Response:
+    return await _infer(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
     classifier = get_classifier(request)
     content_type = request.headers.get("content-type", "")
     header_length = request.headers.get(v2_codec.HEADER)
@@ -170,7 +233,7 @@ async def infer(request: Request, name: ModelName) -> Response:
             json_part = orjson.dumps(req)
         wants_binary = v2_codec.binary_output_names(req)
     reply = await watched(classifier, request, "v2",
-                          lambda watch: classifier.v2_infer(name, JSON, json_part, watch))
+                          lambda watch: classifier.v2_infer(name, JSON, json_part, watch, version))
     if reply is None:
         return Response(status_code=GONE)
     if reply.status != 200:
