@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     memory_budget_mb: float | None = Field(default=None, gt=0, le=1 << 30,
                                            description="load models on first use and evict the least recently used "
                                                        "unpinned one beyond this much model memory (unset: load all)")
+    ort_cpu_arena: bool = Field(default=False, description="onnxruntime's per-session memory arena (off: less memory "
+                                                           "per model at the same latency, docs/density.md)")
     pinned_models: NamesList = Field(default=(), description="models loaded at start-up and never evicted")
     grpc_port: int | None = Field(default=None, ge=1, le=65535,
                                   description="serve the Open Inference Protocol over gRPC on this port (off: unset)")

@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> Admission:
     async def lifespan(app: FastAPI):
         registry = await asyncio.to_thread(  # blocking file reads and onnxruntime loads: off the event loop
             ModelRegistry.load, settings.models_dir, settings.default_model, settings.intra_op_threads,
-            settings.strict, settings.file_limits, settings.memory_budget_bytes, settings.pinned_models)
+            settings.strict, settings.file_limits, settings.memory_budget_bytes, settings.pinned_models,
+            settings.ort_cpu_arena)
         for m in registry.models.values():
             app.state.metrics.describe_loaded(m)
         registry.on_loaded = app.state.metrics.describe_loaded

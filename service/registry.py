@@ -99,7 +99,8 @@ class Entry:
 class ModelRegistry:
     def __init__(self, models_dir: Path, default: str | None = None, intra_op_threads: int = 1,
                  strict: bool = False, limits: FileLimits = DEFAULT_LIMITS, budget_bytes: int | None = None,
-                 pinned: tuple[str, ...] = ()):
+                 pinned: tuple[str, ...] = (), cpu_arena: bool = True):
+        self.cpu_arena = cpu_arena
         self.models_dir, self.intra_op_threads, self.strict, self.limits = models_dir, intra_op_threads, strict, limits
         self.budget_bytes, self.pinned = budget_bytes, set(pinned)
         self.configured_default = default
@@ -119,12 +120,12 @@ class ModelRegistry:
     @classmethod
     def load(cls, models_dir: Path, default: str | None = None, intra_op_threads: int = 1,
              strict: bool = False, limits: FileLimits = DEFAULT_LIMITS, budget_bytes: int | None = None,
-             pinned: tuple[str, ...] = ()) -> ModelRegistry:
+             pinned: tuple[str, ...] = (), cpu_arena: bool = True) -> ModelRegistry:
         """Scan `models_dir` and load what start-up loads (blocking; call it from a thread in a server):
         every model's highest version, or with a memory budget only the pinned ones and the default. Each
         folder is read as untrusted input (slimtext.safefs); a bad one is logged with its file and reason
         and skipped, unless `strict`."""
-        reg = cls(models_dir, default, intra_op_threads, strict, limits, budget_bytes, pinned)
+        reg = cls(models_dir, default, intra_op_threads, strict, limits, budget_bytes, pinned, cpu_arena)
         reg.scan()
         reg.aliases = reg._read_aliases()
         reg._warm_up()
@@ -258,7 +259,8 @@ class ModelRegistry:
                  if 0 < s.onnx_bytes <= self.limits.model_bytes]
         for slot in sorted(slots, key=lambda s: s.onnx_bytes)[:3]:  # the smallest one that loads
             with contextlib.suppress(ModelLoadError):  # reported properly when the folder is loaded for real
-                OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits)
+                OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
+                                    cpu_arena=self.cpu_arena)
                 return
 
     def _build(self, slot: Slot) -> LoadedModel:
@@ -266,7 +268,8 @@ class ModelRegistry:
         if slot.folder.is_symlink():
             raise ModelLoadError(f"{slot.folder}: the folder is a symlink; not followed")
         before = rss_bytes()
-        classifier = OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits)
+        classifier = OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
+                                    cpu_arena=self.cpu_arena)
         if classifier.manifest.name != slot.name:
             where = "folder" if slot.folder.name == slot.name else "model folder"
             raise ModelLoadError(f"{slot.folder / MANIFEST_FILE}: name {classifier.manifest.name!r} "

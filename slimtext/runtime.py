@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,20 +69,42 @@ def _verify_sha256(fd: int, path: Path, cap: int, expected: str) -> None:
         raise ModelLoadError(f"{path}: sha256 differs from manifest.json (file changed or corrupt)")
 
 
+# one Tokenizer per distinct vocabulary file content: models trained on the same vocabulary (copies, versions,
+# per-customer fine-tunes) share it. A SST-2 vocabulary (14,752 words) costs about 2 MB of Python objects (a
+# dict of str -> int plus the list), more than the lowrank model's onnxruntime session (0.9 MB).
+_VOCABS: weakref.WeakValueDictionary[str, Tokenizer] = weakref.WeakValueDictionary()
+_VOCABS_LOCK = threading.Lock()
+
+
 def _load_tokenizer(folder: Path, vocab_path: Path, limits: FileLimits, vocab_size: int) -> Tokenizer:
     vocab_bytes = _read(folder, VOCAB_FILE, limits.vocab_bytes, "max_vocab_bytes")
+    digest = hashlib.sha256(vocab_bytes).hexdigest()
+    with _VOCABS_LOCK:
+        tokenizer = _VOCABS.get(digest)
+    if tokenizer is None:
+        tokenizer = _parse_tokenizer(vocab_bytes, vocab_path, limits)
+        with _VOCABS_LOCK:
+            tokenizer = _VOCABS.setdefault(digest, tokenizer)
+    if len(tokenizer) != vocab_size:
+        raise ModelLoadError(f"{vocab_path}: {len(tokenizer)} tokens but manifest.json says {vocab_size}")
+    return tokenizer
+
+
+def shared_vocabularies() -> int:
+    """Distinct vocabularies alive in this process (models sharing one count once)."""
+    return len(_VOCABS)
+
+
+def _parse_tokenizer(vocab_bytes: bytes, vocab_path: Path, limits: FileLimits) -> Tokenizer:
     # an upper bound on the entries, counted before parsing (json.loads of millions of strings is the
     # expensive part): every entry but the last is followed by '",'
     if vocab_bytes.count(b'",') > limits.vocab_entries + _VOCAB_SLACK:
         raise ModelLoadError(f"{vocab_path}: more than {limits.vocab_entries} entries, over the cap "
                              f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
     try:
-        tokenizer = Tokenizer.loads(vocab_bytes, vocab_path)
+        return Tokenizer.loads(vocab_bytes, vocab_path)
     except ValueError as e:
         raise ModelLoadError(str(e)) from e
-    if len(tokenizer) != vocab_size:
-        raise ModelLoadError(f"{vocab_path}: {len(tokenizer)} tokens but manifest.json says {vocab_size}")
-    return tokenizer
 
 
 @dataclass
@@ -91,9 +115,10 @@ class Prediction:
 
 class OnnxClassifier:
     def __init__(self, folder: str | Path, intra_op_threads: int = 1, verify_sha256: bool = True,
-                 limits: FileLimits = DEFAULT_LIMITS):
+                 limits: FileLimits = DEFAULT_LIMITS, cpu_arena: bool = True):
         """Every file is read through slimtext.safefs: no symlink followed, regular files only, each
-        under its size cap before it is parsed (the folder is untrusted input)."""
+        under its size cap before it is parsed (the folder is untrusted input). `cpu_arena=False` turns
+        off onnxruntime's per-session memory arena (less memory per loaded model: docs/density.md)."""
         import onnxruntime as ort
 
         folder = Path(folder)
@@ -115,6 +140,7 @@ class OnnxClassifier:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = intra_op_threads
             opts.inter_op_num_threads = 1
+            opts.enable_cpu_mem_arena = cpu_arena
             # fold DequantizeLinear of constant int8 weights into fp32 once at load (int8-weights-per-row
             # models): onnxruntime otherwise keeps them for QDQ fusion and dequantizes on every run
             opts.add_session_config_entry("session.disable_quant_qdq", "1")

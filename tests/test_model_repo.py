@@ -188,7 +188,8 @@ def test_swaps_under_load_fail_no_request(served, repo, quick_run):
             t.join()
     failures = [detail for ok, detail in results if not ok]
     versions = {detail for ok, detail in results if ok}
-    print(f"\nhot swap: {swaps} swaps, {len(results)} requests, {len(failures)} failures, versions seen {sorted(versions)}")
+    print(f"\nhot swap: {swaps} swaps, {len(results)} requests, {len(failures)} failures, "
+          f"versions seen {sorted(versions)}")
     assert swaps == 6 and len(results) > 50
     assert failures == []
     assert len(versions) >= 3  # the answers followed the swaps
