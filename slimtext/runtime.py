@@ -70,8 +70,8 @@ def _verify_sha256(fd: int, path: Path, cap: int, expected: str) -> None:
 
 
 # one Tokenizer per distinct vocabulary file content: models trained on the same vocabulary (copies, versions,
-# per-customer fine-tunes) share it. A SST-2 vocabulary (14,752 words) costs about 2 MB of Python objects (a
-# dict of str -> int plus the list), more than the lowrank model's onnxruntime session (0.9 MB).
+# per-customer fine-tunes) share it. Served tokenizers are CompactTokenizers (numpy arrays): a SST-2 vocabulary
+# (14,752 words) as a dict of Python strings cost 2.0 MB, more than the lowrank model's onnxruntime session.
 _VOCABS: weakref.WeakValueDictionary[str, Tokenizer] = weakref.WeakValueDictionary()
 _VOCABS_LOCK = threading.Lock()
 
@@ -102,7 +102,7 @@ def _parse_tokenizer(vocab_bytes: bytes, vocab_path: Path, limits: FileLimits) -
         raise ModelLoadError(f"{vocab_path}: more than {limits.vocab_entries} entries, over the cap "
                              f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
     try:
-        return Tokenizer.loads(vocab_bytes, vocab_path)
+        return Tokenizer.loads(vocab_bytes, vocab_path, compact=True)
     except ValueError as e:
         raise ModelLoadError(str(e)) from e
 
