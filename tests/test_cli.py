@@ -83,7 +83,8 @@ def test_run_takes_any_architecture_and_method(tmp_path, model, method, suffix, 
     models = tmp_path / "models"
     assert main(["run", "--dataset", "sst2", "--limit-train", "300", "--model", model, "--method", method,
                  "--epochs", "1", "--retrain-epochs", "1", "--no-int8", "--threads", "1", "--out", str(models)]) == 0
-    assert sorted(p.name for p in models.iterdir()) == [f"sst2-{model}-full", f"sst2-{model}-{suffix}"]
+    assert sorted(p.name for p in models.iterdir()) == ["aliases.json", f"sst2-{model}-full", f"sst2-{model}-{suffix}"]
+    assert json.loads((models / "aliases.json").read_text()) == {"default": f"sst2-{model}-{suffix}"}
     m = json.loads((models / f"sst2-{model}-{suffix}" / "manifest.json").read_text())
     assert (m["architecture"], m["method"], m["kind"]) == (model, method, kind)
     assert m["quantization"] == (None if method == "online" else "sim-int4-per-row-embedding")
