@@ -121,3 +121,9 @@ grpc-stubs:
 	python3 -m venv /tmp/slimtext-grpc-tools && /tmp/slimtext-grpc-tools/bin/pip install --quiet grpcio-tools==1.81.1
 	/tmp/slimtext-grpc-tools/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		service/proto/open_inference_grpc.proto
+
+# many models in one process: models per GiB of RSS (full, int8, lowrank, lowrank+int8), cold-load p50/p99 and
+# /classify p50/p99 with 1,000 models registered, Zipf requests, a budget for 10% of them -> docs/density.md
+.PHONY: bench-density
+bench-density: models | $(VENV)/.installed
+	$(PY) -m bench.density --models-dir $(MODELS)
