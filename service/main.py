@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -43,6 +45,9 @@ def create_app(settings: Settings | None = None) -> Admission:
             app.state.metrics.describe_loaded(m)
         registry.on_loaded = app.state.metrics.describe_loaded
         app.state.metrics.add_figures(registry.FIGURES, registry.figures)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # SIGHUP: rescan the folder
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(registry.rescan("SIGHUP")))
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
         admission.offloader = app.state.classifier.offloader
         app.state.metrics.start()
@@ -52,6 +57,8 @@ def create_app(settings: Settings | None = None) -> Admission:
             await grpc.stop(grace=5)
         await app.state.metrics.stop()
         app.state.classifier.offloader.close()
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.remove_signal_handler(signal.SIGHUP)
         registry.close()
         app.state.classifier = None
 

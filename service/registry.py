@@ -419,8 +419,15 @@ class ModelRegistry:
             slot.loading = None
 
     # --- the repository API --------------------------------------------------------------------
-    async def rescan(self) -> None:
+    async def rescan(self, why: str = "") -> None:
+        """Scan the folder again (in the loader thread): new folders and versions become known (and load on first
+        use), removed ones that are not loaded disappear. Loaded models keep serving until loaded again."""
+        before = {s.key for e in self.entries.values() for s in e.versions.values()}
         await asyncio.get_running_loop().run_in_executor(self._loader, self.scan)
+        after = {s.key for e in self.entries.values() for s in e.versions.values()}
+        if why or before != after:
+            log.info("rescanned %s%s: %d model versions, new: %s, gone: %s", self.models_dir.name,
+                     f" ({why})" if why else "", len(after), sorted(after - before)[:20], sorted(before - after)[:20])
 
     async def load_model(self, name: str) -> LoadedModel:
         """(Re)load a model's highest version from disk and swap it in atomically. A folder that fails to

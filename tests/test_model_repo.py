@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -240,5 +241,13 @@ def test_lazy_loading_budget_and_lru(quick_run, tmp_path):
         assert re.search(r"^slimtext_model_evictions_total [4-9]", metrics, re.M)
         assert re.search(r'^slimtext_model_load_rss_bytes\{model="m4"\} \d', metrics, re.M)
         assert "slimtext_models_registered 5.0" in metrics
+        # SIGHUP: a rescan; a new folder then loads on its first request
+        copy_model(src / "sst2-dan-lowrank", root / "late", "late")
+        assert classify(srv.url, model="late").status_code == 404
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "rescanned many (SIGHUP)" not in srv.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert classify(srv.url, model="late").status_code == 200
     finally:
         srv.stop()
