@@ -5,8 +5,9 @@ fraction. Writes docs/density.md (`make bench-density`).
 For each export of the same SST-2 classifier (full, int8, lowrank, lowrank+int8: the lowrank model with every
 weight stored as int8 per row, `training.onnx_export.quantize_int8_weights`), copies of the folder under
 different names (hard links to model.onnx and vocab.json, a manifest of their own) are loaded by the service's
-registry in a fresh process, "before" (onnxruntime's CPU arena on, one vocabulary per model: the service until
-this change) and "after" (arena off, one vocabulary per distinct vocabulary file). Per-model memory is the RSS
+registry in a fresh process, "before" (onnxruntime's CPU arena on, a dict-of-strings vocabulary per model: the
+service until this change), "compact" (arena off, a compact vocabulary per model) and "after" (arena off, one
+compact vocabulary per distinct vocabulary file: the service now). Per-model memory is the RSS
 growth per extra model once the first is loaded (the first one also pays the shared vocabulary and onnxruntime's
 start-up); models per GiB = (1 GiB - RSS with one model loaded) / per-model memory.
 """
@@ -79,13 +80,20 @@ def child(folder: Path, mode: str) -> dict:
     from service.registry import ModelRegistry
     from slimtext import runtime
 
-    if mode == "before":  # one tokenizer per model, as before the shared vocabulary cache
+    if mode == "before":  # one dict-of-strings tokenizer per model, as before the compact shared vocabulary
         class NoCache(dict):
             def setdefault(self, key, value):
                 return value
 
         runtime._VOCABS = NoCache()
-    reg = ModelRegistry(folder, cpu_arena=mode == "before")
+        runtime.COMPACT_VOCAB = False
+    elif mode == "compact":  # compact, but one per model: what distinct vocabularies cost
+        class NoShare(dict):
+            def setdefault(self, key, value):
+                return value
+
+        runtime._VOCABS = NoShare()
+    reg = ModelRegistry(folder, cpu_arena=mode == "before")  # "compact" and "after": the service's default
     reg.scan()
     reg._warm_up()
     gc.collect()
@@ -185,28 +193,34 @@ def render(rows: dict, zipf: dict, args, onnx: dict[str, int], elapsed: float) -
              f"{elapsed:.0f} s in all, on the shared 2-core machine (ratios matter, absolute times are noisy). "
              f"Exports of the same SST-2 DAN ({args.models_dir}); {args.copies} copies per export loaded by the "
              "service's registry in a fresh process.", "",
-             "**before**: onnxruntime's CPU memory arena on and one vocabulary object per model (the service before "
-             "this change); **after**: arena off (`SLIMTEXT_ORT_CPU_ARENA=false`, the default now) and one vocabulary "
-             "object per distinct vocabulary file (content hash). Per-model memory = RSS growth per extra copy once "
-             "one is loaded; models per GiB = (1 GiB − RSS with one model loaded) / per-model memory.", "",
-             "| export | ONNX bytes | per model before (MB) | per model after (MB) | after / ONNX bytes | "
-             "models per GiB before | models per GiB after | cold load p50 / p99 (ms) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Three configurations of the service's registry: **before** = onnxruntime's CPU memory arena on and a "
+             "dict-of-strings vocabulary per model (the service before this change); **own vocab** = arena off "
+             "(`SLIMTEXT_ORT_CPU_ARENA=false`, the default now) and a compact vocabulary (numpy) per model, what "
+             "models with distinct vocabularies cost; **shared vocab** = the same, with one vocabulary object per "
+             "distinct vocabulary file (content hash), what copies and models trained on one vocabulary cost (the "
+             "service's behaviour). Per-model memory = RSS growth per extra copy once one is loaded; models per GiB "
+             "= (1 GiB − RSS with one model loaded) / per-model memory.", "",
+             "| export | ONNX bytes | MB per model: before | own vocab | shared vocab | shared / ONNX bytes | "
+             "models per GiB: before | own vocab | shared vocab | cold load p50 / p99 (ms): before | shared vocab |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for v, r in rows.items():
-        b, a = r["before"], r["after"]
-        lines.append(f"| {v} | {onnx[v]:,} | {fmt_mb(b['per_model'])} | {fmt_mb(a['per_model'])} | "
-                     f"{a['per_model'] / onnx[v]:.2f}× | {b['per_gib']:,} | {a['per_gib']:,} | "
+        b, c, a = r["before"], r["compact"], r["after"]
+        lines.append(f"| {v} | {onnx[v]:,} | {fmt_mb(b['per_model'])} | {fmt_mb(c['per_model'])} | "
+                     f"{fmt_mb(a['per_model'])} | {a['per_model'] / onnx[v]:.2f}× | {b['per_gib']:,} | "
+                     f"{c['per_gib']:,} | {a['per_gib']:,} | {b['load_p50'] * 1e3:.1f} / {b['load_p99'] * 1e3:.1f} | "
                      f"{a['load_p50'] * 1e3:.1f} / {a['load_p99'] * 1e3:.1f} |")
     low = rows["lowrank"]
     lines += ["", "Shared overhead (after), paid once: RSS with one model loaded "
               f"{fmt_mb(low['after']['rss_one'])} MB (the interpreter, onnxruntime, the service's modules); the first "
               f"lowrank model costs {fmt_mb(low['after']['first'])} MB (its session plus the vocabulary that the "
               f"copies then share: {low['after']['vocabularies']} vocabulary object(s) for {args.copies} models).", ""]
-    goal_full = low["after"]["per_gib"] / rows["full"]["after"]["per_gib"]
-    goal_int8 = low["after"]["per_gib"] / rows["int8"]["after"]["per_gib"]
-    lines += [f"Goal: lowrank ≥ 4× the models per GiB of full → **{goal_full:.2f}×**; ≥ 1.3× of int8 → "
-              f"**{goal_int8:.2f}×** (before: {low['before']['per_gib'] / rows['full']['before']['per_gib']:.2f}× and "
-              f"{low['before']['per_gib'] / rows['int8']['before']['per_gib']:.2f}×).", ""]
+    def ratio(mode: str, other: str) -> str:
+        return f"{low[mode]['per_gib'] / rows[other][mode]['per_gib']:.2f}×"
+
+    lines += [f"Goal: lowrank ≥ 4× the models per GiB of full and ≥ 1.3× of int8 → shared vocab "
+              f"**{ratio('after', 'full')}** and **{ratio('after', 'int8')}**; own vocab "
+              f"{ratio('compact', 'full')} and {ratio('compact', 'int8')}; "
+              f"before {ratio('before', 'full')} and {ratio('before', 'int8')}.", ""]
     lines += [f"## /classify with {args.registered:,} models registered", "",
               f"A real `python -m service` (uvicorn, loopback) serving {args.registered:,} copies of one export, "
               f"`SLIMTEXT_MEMORY_BUDGET_MB` set to hold about {args.fraction:.0%} of them (budget = "
@@ -250,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         onnx = {v: (s / "model.onnx").stat().st_size for v, s in srcs.items()}
         rows: dict[str, dict] = {}
         for v, src in srcs.items():
-            rows[v] = {mode: measure_density(src, tmp, args.copies, mode) for mode in ("before", "after")}
+            rows[v] = {mode: measure_density(src, tmp, args.copies, mode) for mode in ("before", "compact", "after")}
             a = rows[v]["after"]
             print(f"{v}: {fmt_mb(rows[v]['before']['per_model'])} -> {fmt_mb(a['per_model'])} MB/model, "
                   f"{a['per_gib']} per GiB, load p50 {a['load_p50'] * 1e3:.1f} ms", flush=True)
