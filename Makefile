@@ -22,7 +22,11 @@ $(VENV)/.installed: pyproject.toml
 $(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed
 	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED)
 
-models: $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
+# the default model, named explicitly (service/registry.py); `training run` writes it too, this covers older folders
+$(MODELS)/aliases.json: | $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
+	@test -f $@ || echo '{"default": "$(DATASET)-dan-lowrank"}' > $@
+
+models: $(MODELS)/$(DATASET)-dan-lowrank/manifest.json $(MODELS)/aliases.json
 
 run: models serve
 
