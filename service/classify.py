@@ -106,13 +106,17 @@ class Classifier:
                 req = self._parse(content_type, body, schema)
             if model_name is None:
                 model_name, version = req.model, req.version
-            model = self.registry.get(model_name, version) or await self.registry.acquire(model_name, version)
+            model, load_s = self.registry.get(model_name, version), 0.0
+            if model is None:  # not loaded: wait for its load (Server-Timing then says how long)
+                t_load = time.perf_counter()
+                model = await self.registry.acquire(model_name, version)
+                load_s = time.perf_counter() - t_load
             label = model.name
             if big or len(req.all_texts()) >= self.settings.offload_min_texts:
-                reply = await self.offloader.run(functools.partial(self._compute, req, model, render, t0),
+                reply = await self.offloader.run(functools.partial(self._compute, req, model, render, t0, load_s),
                                                  watch.start() if watch else None)
             else:
-                reply = await self._compute_async(req, model, render, t0)
+                reply = await self._compute_async(req, model, render, t0, load_s)
         except ApiError as e:
             reply = Reply(e.status, error_body(e.error, e.message, e.details))
         except QueueFull:
@@ -123,30 +127,33 @@ class Classifier:
         self.metrics.count(label, endpoint, reply.status)
         return reply
 
-    def _compute(self, req, model: LoadedModel, render: Callable, t0: float) -> Reply:
+    def _compute(self, req, model: LoadedModel, render: Callable, t0: float, load_s: float = 0.0) -> Reply:
         """Tokenize, run and render in one go (in the worker thread); no micro-batching here."""
         t1 = time.perf_counter()
         ids, lengths = model.classifier.tokenizer.encode_batch(req.all_texts())
         t2 = time.perf_counter()
         self.metrics.observe_batch(model.name, len(lengths))
         probs = model.classifier.probabilities(ids, lengths)
-        return self._finish(req, model, render, probs, lengths, t0, t1, t2)
+        return self._finish(req, model, render, probs, lengths, t0, t1, t2, load_s)
 
-    async def _compute_async(self, req, model: LoadedModel, render: Callable, t0: float) -> Reply:
+    async def _compute_async(self, req, model: LoadedModel, render: Callable, t0: float,
+                             load_s: float = 0.0) -> Reply:
         t1 = time.perf_counter()
         ids, lengths = model.classifier.tokenizer.encode_batch(req.all_texts())
         t2 = time.perf_counter()
         probs = await self._probabilities(model, ids, lengths)
-        return self._finish(req, model, render, probs, lengths, t0, t1, t2)
+        return self._finish(req, model, render, probs, lengths, t0, t1, t2, load_s)
 
     def _finish(self, req, model: LoadedModel, render: Callable, probs: np.ndarray, lengths: np.ndarray,
-                t0: float, t1: float, t2: float) -> Reply:
+                t0: float, t1: float, t2: float, load_s: float = 0.0) -> Reply:
         t3 = time.perf_counter()
         out = orjson.dumps(render(req, model, probs, lengths))
         total = time.perf_counter() - t0
         self.metrics.observe_stages(model.name, t2 - t1, t3 - t2, total)
         timing = (f"tokenize;dur={(t2 - t1) * 1e3:.3f}, inference;dur={(t3 - t2) * 1e3:.3f}, "
                   f"total;dur={total * 1e3:.3f}")
+        if load_s:  # the request waited for its model to load (first use, or after an eviction)
+            timing = f"load;dur={load_s * 1e3:.3f}, {timing}"
         return Reply(200, out, {"server-timing": timing})
 
     def _parse(self, content_type: str, body: bytes, schema: type[BaseModel]):

@@ -29,7 +29,8 @@ log = logging.getLogger("slimtext.grpc")
 EXTENSIONS = ["binary_tensor_data", "statistics"]
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 415: grpc.StatusCode.INVALID_ARGUMENT,
-          422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
+          409: grpc.StatusCode.FAILED_PRECONDITION, 422: grpc.StatusCode.INVALID_ARGUMENT,
+          503: grpc.StatusCode.UNAVAILABLE}
 
 
 def _texts(tensor, raw: bytes | None) -> list[str]:
@@ -141,17 +142,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(self, request, context):  # noqa: N802 - the same as POST .../load
         registry = (await _guard(context, self._classifier)).registry
         try:
-            await registry.load_model(request.model_name)
+            await registry.load_model(_model_name(request))
         except ApiError as e:
             await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
         except ModelLoadError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, registry.public_message(str(e)))
-        return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
+        return pb.RepositoryModelLoadResponse(model_name=_model_name(request), isLoaded=True)
 
     async def RepositoryModelUnload(self, request, context):  # noqa: N802
         registry = (await _guard(context, self._classifier)).registry
-        await _guard(context, registry.unload_model, request.model_name)
-        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
+        name = _model_name(request)
+        await _guard(context, registry.unload_model, name)
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
     async def RepositoryIndex(self, request, context):  # noqa: N802
         registry = (await _guard(context, self._classifier)).registry
@@ -159,6 +161,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         index = pb.RepositoryIndexResponse.ModelIndex
         return pb.RepositoryIndexResponse(models=[index(name=m["name"], version=m["version"], state=m["state"],
                                                         reason=m["reason"]) for m in registry.index(request.ready)])
+
+
+def _model_name(request) -> str:
+    """The model of a repository load / unload request: field 1 in the Open Inference Protocol's message (this
+    proto), field 2 in Triton's (`repository_name` comes first there), which tritonclient sends."""
+    if request.model_name:
+        return request.model_name
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    for f in UnknownFieldSet(request):
+        if f.field_number == 2 and f.wire_type == 2:  # length-delimited: a string
+            return f.data.decode("utf-8", "replace")
+    return ""
 
 
 async def _guard(context, fn, *args):

@@ -103,7 +103,9 @@ def test_bad_input_is_a_protocol_error_and_server_keeps_serving(grpc_server):
     expect(lambda: c.infer(MODEL, [text_input(["x"] * 257)]), "StatusCode.RESOURCE_EXHAUSTED", "max_texts=256")
     big = text_input(["x" * 9000] * 200)  # 1.8 MB: over max_body_bytes, which bounds gRPC messages too
     expect(lambda: c.infer(MODEL, [big]), "StatusCode.RESOURCE_EXHAUSTED", "larger than max")
-    expect(lambda: c.load_model(MODEL), "StatusCode.UNIMPLEMENTED", "loaded at start-up")
+    c.load_model(MODEL)  # the repository extension: reloaded from disk and swapped in
+    expect(lambda: c.load_model("nope"), "StatusCode.NOT_FOUND", "no model named 'nope'")
+    expect(lambda: c.unload_model(MODEL), "StatusCode.FAILED_PRECONDITION", "default model")
     expect(lambda: c.get_model_config(MODEL), "StatusCode.UNIMPLEMENTED", "Method not found")
     assert c.is_server_ready()
     assert c.infer(MODEL, [text_input(TEXTS)]).as_numpy("label").shape == (len(TEXTS),)
