@@ -249,10 +249,13 @@ def render(rows: dict, zipf: dict, args, onnx: dict[str, int], elapsed: float) -
                      f"{z['p50'] * 1e3:.2f} / {z['p99'] * 1e3:.1f} | {z['hot_p50'] * 1e3:.2f} / "
                      f"{z['hot_p99'] * 1e3:.1f} | {z['cold_p50'] * 1e3:.1f} / {z['cold_p99'] * 1e3:.1f} | "
                      f"{z['rps']:.0f} | {z['errors']} |")
-    lines += ["", "Loads include the warm-up's. A cold request costs a model load (read, sha256, onnxruntime "
-              "session) plus the wait behind other loads (one loader thread); with s = 1 Zipf over 1,000 models "
-              "and a budget for 10%, about a third of the requests are cold: the budget, not the server, sets "
-              "that share.", ""]
+    lines += ["", "Loads include the warm-up's. A cold request costs a model load (read, sha256, vocabulary, "
+              "onnxruntime session) plus the wait behind other loads (one loader thread). How many models the budget "
+              "holds depends on the memory charged to each (the RSS growth measured at its load, at least its ONNX "
+              "bytes: noisier under traffic than the table above); the share of cold requests follows from it and "
+              "from the Zipf spread, not from the server. Hot requests slow down while loads run: onnxruntime "
+              "holds the GIL while it builds a session (about 10 ms here, longer for bigger models), so the event "
+              "loop waits that long (the load itself runs in the loader thread, not on the loop).", ""]
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ class Slot:
     loaded: LoadedModel | None = None
     state: str = UNAVAILABLE
     reason: str = NOT_LOADED
-    memory_bytes: int = 0  # charged against the budget: the largest RSS growth measured, at least the ONNX bytes
+    memory_bytes: int = 0  # charged against the budget: the RSS growth measured at its last load, >= ONNX bytes
     onnx_bytes: int = 0
     last_used: int = 0
     loads: int = 0
@@ -289,7 +289,9 @@ class ModelRegistry:
     # --- state changes (event loop, or start-up) ---------------------------------------------------
     def _install(self, slot: Slot, loaded: LoadedModel) -> None:
         slot.loaded, slot.state, slot.reason = loaded, READY, ""
-        slot.memory_bytes = max(slot.memory_bytes, loaded.rss_growth_bytes, slot.onnx_bytes)
+        # charged against the budget: the RSS growth measured at this load (like Triton's memory_usage), at least
+        # the ONNX bytes (a reload into memory freed by an eviction may show no growth at all)
+        slot.memory_bytes = max(loaded.rss_growth_bytes, slot.onnx_bytes)
         slot.loads += 1
         self.loads += 1
         self._touch(slot)
