@@ -267,13 +267,15 @@ class ModelRegistry:
         """Read, check and load one version folder (blocking)."""
         if slot.folder.is_symlink():
             raise ModelLoadError(f"{slot.folder}: the folder is a symlink; not followed")
-        before = rss_bytes()
+        _trim_heap()  # hand freed heap back first, and again after: the growth is what the model keeps, not the
+        before = rss_bytes()  # load's transient peak (reading, parsing) that glibc would otherwise keep mapped
         classifier = OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
                                     cpu_arena=self.cpu_arena)
         if classifier.manifest.name != slot.name:
             where = "folder" if slot.folder.name == slot.name else "model folder"
             raise ModelLoadError(f"{slot.folder / MANIFEST_FILE}: name {classifier.manifest.name!r} "
                                  f"differs from its {where} {slot.name!r}")
+        _trim_heap()
         return LoadedModel(classifier, max(0, rss_bytes() - before), slot.version)
 
     def _load_now(self, slot: Slot) -> LoadedModel | None:
@@ -521,5 +523,16 @@ def _holds_model(folder: Path) -> bool:
 
 
 def _trim_heap() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    """glibc's malloc_trim: return free heap pages to the OS (no-op where there is no glibc)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
