@@ -77,7 +77,7 @@ def child(folder: Path, mode: str) -> dict:
     import gc
 
     from service.memory import rss_bytes
-    from service.registry import ModelRegistry
+    from service.registry import ModelRegistry, _trim_heap
     from slimtext import runtime
 
     if mode == "before":  # one dict-of-strings tokenizer per model, as before the compact shared vocabulary
@@ -97,6 +97,7 @@ def child(folder: Path, mode: str) -> dict:
     reg.scan()
     reg._warm_up()
     gc.collect()
+    _trim_heap()  # as the registry does around every load
     base = rss_bytes()
     slots = [e.latest for e in sorted(reg.entries.values(), key=lambda e: e.name)]
     times, after_first = [], None
