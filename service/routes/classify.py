@@ -15,7 +15,8 @@ from service.schemas import ClassifyRequest, ClassifyResponse, ErrorResponse, in
 router = APIRouter(tags=["classify"])
 
 ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in {
-    404: "unknown model", 413: "a size limit exceeded (body, texts or characters)",
+    400: "no model named and no default model configured", 404: "unknown model or version",
+    413: "a size limit exceeded (body, texts or characters)",
     415: "content type is not application/json", 422: "malformed JSON or a field of the wrong shape",
     503: "models not loaded yet"}.items()}
 
