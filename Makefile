@@ -121,3 +121,17 @@ grpc-stubs:
 	python3 -m venv /tmp/slimtext-grpc-tools && /tmp/slimtext-grpc-tools/bin/pip install --quiet grpcio-tools==1.81.1
 	/tmp/slimtext-grpc-tools/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		service/proto/open_inference_grpc.proto
+
+# slimtext vs plain FastAPI, LitServe, BentoML, MLServer and Ray Serve on the same model folders (wrk, loopback);
+# one venv per peer under $(PEERS_VENVS) (the frameworks' pins clash with each other); docs/bench-peers.md + .png
+PEERS_VENVS ?= .venv-peers
+PEERS       ?= litserve bentoml mlserver ray
+$(PEERS_VENVS)/%/.installed: pyproject.toml
+	python3 -m venv $(PEERS_VENVS)/$*
+	$(PEERS_VENVS)/$*/bin/pip install --quiet -e '.[serve,peer-$*]'
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: models $(foreach p,$(PEERS),$(PEERS_VENVS)/$(p)/.installed) | $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "bench-peers needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) -m bench.peers --models-dir $(MODELS) --venvs $(PEERS_VENVS)
