@@ -33,6 +33,7 @@ from slimtext.manifest import Manifest
 SCENARIOS = (("1 text", 1, 1), ("1 text", 1, 8), ("1 text", 1, 64), ("32 texts", 32, 8))  # label, texts, c
 CHECK_TEXTS, TOLERANCE = 100, 1e-5
 WRK_TIMEOUT_S = 5
+ANALYSIS = "<!-- analysis: written by hand from the run above; `make bench-peers` keeps everything below this line -->"
 
 
 @dataclass
@@ -217,30 +218,35 @@ def render(results: dict[str, dict], settings: dict[str, str], chart: str | None
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
+    """Per model: requests/s for one text per request, texts/s for 32-text requests, p99 for every load."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 2, figsize=(13, 4.2 * len(results)), squeeze=False)
+    single = [scenario_key(label, c) for label, n, c in SCENARIOS if n == 1]
+    batch = [scenario_key(label, c) for label, n, c in SCENARIOS if n > 1]
+    fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.3 * len(results)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1.3, 4]})
     for row, (name, res) in zip(axes, results.items(), strict=True):
         peers = [p for p, e in res["peers"].items() if "median" in e]
-        keys = [scenario_key(label, c) for label, _, c in SCENARIOS]
         width = 0.8 / max(len(peers), 1)
-        for i, peer in enumerate(peers):
-            med = res["peers"][peer]["median"]
-            xs = [k + (i - (len(peers) - 1) / 2) * width for k in range(len(keys))]
-            row[0].bar(xs, [med[k].texts_s for k in keys], width, label=peer)
-            row[1].bar(xs, [med[k].p99_ms for k in keys], width, label=peer)
-        for ax, title, unit in ((row[0], "throughput", "texts/s (= req/s for 1 text)"),
-                                (row[1], "p99 latency (lower is better)", "p99 ms (log scale)")):
+        panels = ((row[0], single, "rps", "requests/s (1 text per request)", "1 text per request: throughput"),
+                  (row[1], batch, "texts_s", "texts/s", "32 texts per request"),
+                  (row[2], single + batch, "p99_ms", "p99 latency, ms (log scale)", "p99 latency (lower is better)"))
+        for ax, keys, field, unit, title in panels:
+            for i, peer in enumerate(peers):
+                med = res["peers"][peer]["median"]
+                xs = [k + (i - (len(peers) - 1) / 2) * width for k in range(len(keys))]
+                ax.bar(xs, [getattr(med[k], field) for k in keys], width, label=peer, color=f"C{i}")
             ax.set_xticks(range(len(keys)), keys)
             ax.set_ylabel(unit)
-            ax.set_title(f"{name}: {title}")
+            ax.set_title(f"{name}: {title}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
-        row[1].set_yscale("log")
-        row[0].legend(fontsize=8)
-    fig.tight_layout()
+        row[2].set_yscale("log")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    fig.tight_layout(rect=(0, 0.05 / len(results), 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
     p.add_argument("--models", nargs="+", default=["sst2-dan-lowrank", "sst2-dan-full"])
-    p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    p.add_argument("--peers", nargs="+", default=[n for n in PEERS if n != "slimtext-2workers"], choices=list(PEERS))
     p.add_argument("--venvs", type=Path, default=ROOT / ".venv-peers", help="folder of one venv per peer")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
@@ -286,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                        f"timeout {WRK_TIMEOUT_S} s", "rounds": f"{args.rounds} (peer order rotated each round)",
                 "batching knobs": f"at most {MAX_BATCH} per batch, 1 ms wait where the framework has the knob",
                 "model folders": ", ".join(f"`{name}`" for name in args.models)}
-    args.out.write_text(render(results, settings, chart), encoding="utf-8")
+    kept = ""
+    if args.out.exists():
+        old = args.out.read_text(encoding="utf-8")
+        kept = old[old.index(ANALYSIS):] if ANALYSIS in old else ""
+    args.out.write_text(render(results, settings, chart) + ("\n" + kept if kept else ""), encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps(to_json(results), indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

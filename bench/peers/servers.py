@@ -68,12 +68,12 @@ class Peer:
     note: str = ""
 
 
-def _slimtext(extra_env: dict[str, str]):
+def _slimtext(extra_env: dict[str, str], extra_args: tuple[str, ...] = ()):
     def launch(python: str, port: int, model: Path, tmp: Path):
         models = tmp / "models"  # a models folder holding just this model: `python -m service` serves all it finds
         models.mkdir()
         shutil.copytree(model, models / model.name)  # a copy: the service follows no symlink
-        return ([python, "-m", "service", "--host", LOOPBACK, "--port", str(port), "--no-access-log"],
+        return ([python, "-m", "service", "--host", LOOPBACK, "--port", str(port), "--no-access-log", *extra_args],
                 {"SLIMTEXT_MODELS_DIR": str(models), "SLIMTEXT_INTRA_OP_THREADS": "1", **extra_env})
     return launch
 
@@ -112,6 +112,8 @@ PEERS: dict[str, Peer] = {p.name: p for p in (
     Peer("slimtext+batching", None, "/classify", texts_body, parse_predictions,
          _slimtext({"SLIMTEXT_BATCHING": "true", "SLIMTEXT_BATCH_MAX_TEXTS": str(MAX_BATCH)}),
          batching=f"max {MAX_BATCH} texts, 500 us", note="the same with `SLIMTEXT_BATCHING=true`"),
+    Peer("slimtext-2workers", None, "/classify", texts_body, parse_predictions, _slimtext({}, ("--workers", "2")),
+         note="production settings with `--workers 2` (not in the default run: every other peer gets one worker)"),
     Peer("fastapi", None, "/classify", texts_body, parse_predictions, _uvicorn_fastapi,
          note="pydantic in/out, sync `def` route, uvicorn 1 worker"),
     Peer("litserve", "litserve", "/predict", texts_body, parse_predictions, _module("bench.peers.litserve_app"),
