@@ -135,7 +135,8 @@ def bench_model(model: Path, peers: list[Peer], venvs: Path, texts: list[str], r
                             continue
                         entry["runs"].append(measure(srv, scripts, duration))
                         entry["memory"].append(srv.memory())
-                except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                except (RuntimeError, TimeoutError, OSError, ValueError, KeyError, TypeError,
+                        subprocess.SubprocessError) as e:  # a reply it cannot read counts as a problem too
                     entry["problem"] = f"could not be measured: {e}"[:600]
                     continue
                 runs = entry["runs"][-1]
