@@ -131,3 +131,17 @@ grpc-stubs:
 .PHONY: bench-density
 bench-density: models | $(VENV)/.installed
 	$(PY) -m bench.density --models-dir $(MODELS)
+
+# slimtext vs plain FastAPI, LitServe, BentoML, MLServer and Ray Serve on the same model folders (wrk, loopback);
+# one venv per peer under $(PEERS_VENVS) (the frameworks' pins clash with each other); docs/bench-peers.md + .png
+PEERS_VENVS ?= .venv-peers
+PEERS       ?= litserve bentoml mlserver ray
+$(PEERS_VENVS)/%/.installed: pyproject.toml
+	python3 -m venv $(PEERS_VENVS)/$*
+	$(PEERS_VENVS)/$*/bin/pip install --quiet -e '.[serve,peer-$*]'
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: models $(foreach p,$(PEERS),$(PEERS_VENVS)/$(p)/.installed) | $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "bench-peers needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) -m bench.peers --models-dir $(MODELS) --venvs $(PEERS_VENVS)
