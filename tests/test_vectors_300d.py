@@ -93,7 +93,8 @@ def test_sweep_at_d300_writes_dim_300_rows(tiny, tmp_path):
             "vectors": "spacy300", "vectors_path": str(wheel), "train": {"dan": {"epochs": 1}}}
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     assert main(["sweep", "--grid", str(tmp_path / "grid.json"), "--data-root", str(root), "--out", str(out)]) == 0
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert {r["method"] for r in rows} == {"full", "int8", "noretrain"}
     assert {r["dim"] for r in rows} == {"300"}
     assert json.loads((out / "config.json").read_text())["vectors"] == "spacy300"
@@ -108,3 +109,41 @@ def test_one_worker_sweeps_run_block_by_block_each_cell_once():
     assert [g[0] for g, _ in order] == ["a", "b", "a", "b"]  # the whole first block before the second
     assert order[0][1] == [("full", None), ("online", 0.9)]
     assert order[2][1] == [("online", 0.5), ("noretrain", 0.9), ("noretrain", 0.5)]  # online@0.9 not run twice
+
+
+def test_report_has_a_d300_section_with_fasttext_columns_and_cell_coverage(tiny, tmp_path):
+    root, _, wheel = tiny
+    out = tmp_path / "sweep"
+    grid = {"blocks": [{"datasets": ["tiny"], "methods": ["full", "online", "int8", "online+int8"], "seeds": [0]},
+                       {"datasets": ["tiny"], "methods": ["noretrain"], "seeds": [0, 1]}],
+            "vectors": "spacy300", "vectors_path": str(wheel), "train": {"dan": {"epochs": 1}},
+            "retrain": {"dan": {"epochs": 1}}}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    assert main(["sweep", "--grid", str(tmp_path / "grid.json"), "--data-root", str(root), "--out", str(out)]) == 0
+    # the second block's seed 1 is "cut": drop its row, as if the sweep had stopped there
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cut = tmp_path / "d300.csv"
+    with open(cut, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if not (r["method"] == "noretrain" and r["seed"] == "1"))
+    docs = tmp_path / "docs"
+    argv = ["report", "--csv", str(out / "results.csv"), "--out", str(docs), "--csv-d300", str(cut),
+            "--config-d300", str(tmp_path / "grid.json"), "--fasttext", str(tmp_path / "none.csv")]
+    assert main(argv) == 0
+    md = (docs / "results.md").read_text()
+    assert "# d = 300" in md and "## d = 300 goals" in md
+    row = next(line for line in md.splitlines() if line.startswith("| tiny | ") and line.endswith("| – | – | 1 |"))
+    assert "MiB" in row or "KiB" in row  # full / online / int8 / online+int8 with bytes; fastText absent: –
+    assert "| 1 | dan | full, online, int8, online+int8 | 4 / 4 | none |" in md
+    assert "| 2 | dan | noretrain | 1 / 2 | tiny s1 |" in md
+    assert (docs / "accuracy_vs_bytes_tiny.png").stat().st_size > 10_000
+
+    ft = tmp_path / "fasttext.csv"
+    ft.write_text("dataset,model,dim,bigrams,quantized,seed,test_acc,bytes\n"
+                  "tiny,fasttext,50,True,False,0,0.5,9000000\ntiny,fasttext,50,True,True,0,0.5,100\n")
+    assert main([*argv[:-1], str(ft)]) == 0
+    md = (docs / "results.md").read_text()
+    assert "50.00 (9,000,000" not in md and "dim 50, bigrams" in md
+    assert "- tiny: .ftz 50.00 at 0 KiB — " in md

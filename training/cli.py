@@ -156,6 +156,12 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--out", type=Path, default=Path("docs"), help="folder for results.md and the PNGs")
     o.add_argument("--timing", type=Path, default=None, help="a sweep's timing.json, quoted in the report")
     o.add_argument("--config", type=Path, default=None, help="a sweep's config.json: what ran, what was cut")
+    o.add_argument("--csv-d300", type=Path, default=None, help="a d = 300 sweep's results CSV: its own section")
+    o.add_argument("--timing-d300", type=Path, default=None, help="the d = 300 sweep's timing.json")
+    o.add_argument("--config-d300", type=Path, default=None, help="the d = 300 sweep's config.json or grid")
+    o.add_argument("--fasttext", type=Path, default=Path("docs/fasttext.csv"),
+                   help="fastText results (dataset,model,dim,bigrams,quantized,seed,test_acc,bytes); "
+                   "'–' in the d = 300 headline where absent")
     return p
 
 
@@ -322,7 +328,9 @@ def _sweep(args) -> int:
 def _report(args) -> int:
     from training.report import write_report
 
-    paths = write_report(args.csv, args.out, args.timing, args.config)
+    d300 = {"csv": args.csv_d300, "timing": args.timing_d300, "config": args.config_d300,
+            "fasttext": args.fasttext} if args.csv_d300 else None
+    paths = write_report(args.csv, args.out, args.timing, args.config, d300)
     print("\n".join(str(p) for p in paths))
     return 0
 
