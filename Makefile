@@ -82,7 +82,16 @@ sweep: | $(VENV)/.installed
 
 report: | $(VENV)/.installed
 	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
-		--config runs/sweep/config.json
+		--config runs/sweep/config.json \
+		$(if $(wildcard docs/results-d300.csv),--csv-d300 docs/results-d300.csv \
+		--timing-d300 docs/results-d300-timing.json --config-d300 training/grids/d300.json)
+
+# the same experiments at d = 300 (issue 11; spaCy en_vectors, one worker, blocks in priority order, resumable)
+# -> runs/sweep-d300/, docs/results-d300.csv; `make report` then adds the d = 300 section
+.PHONY: sweep-d300
+sweep-d300: | $(VENV)/.installed
+	$(PY) -m training sweep --grid training/grids/d300.json
+	cp runs/sweep-d300/timing.json docs/results-d300-timing.json
 
 # attack `python -m service` on loopback (bounded, stops by itself, ~2 min per checkout) -> docs/reliability.md;
 # BEFORE=/path/to/other/checkout runs the same cases against it too (case -> before -> after)

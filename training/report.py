@@ -443,9 +443,11 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
         if (cfg := read_config(d300.get("config"))) is not None:
             intro += [line.replace("## What ran", "## d = 300: what ran") for line in scope_section(cfg)]
         lines += section(agg300, rows300, d300.get("fasttext"), intro, cfg)
-    lines += ["## Plots", "", "Solid lines and black stars: d = 50 (GloVe 6B-50d); dashed lines and grey stars: "
-              "d = 300 (en_vectors), where that sweep ran the dataset."
-              if agg300 else "", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    lines += ["## Plots", ""]
+    if agg300:
+        lines += ["Solid lines and black stars: d = 50 (GloVe 6B-50d); dashed lines and grey stars: d = 300 "
+                  "(en_vectors), where that sweep ran the dataset.", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     md = out_dir / "results.md"
     md.write_text("\n".join(lines))
     return [md, *plots]
