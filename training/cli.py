@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="run folder (default runs/sweep)")
     s.add_argument("--csv", type=Path, default=None, help="results CSV (default <out>/results.csv)")
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--collect", action="store_true", help="only write the CSV from the cells already finished")
 
     o = command("report", "results CSV -> results.md and plots")
     o.add_argument("--csv", type=Path, default=Path("docs/results.csv"))
@@ -289,7 +290,7 @@ def _sweep(args) -> int:
     from tqdm import tqdm
 
     from training.architectures import get_architecture
-    from training.sweep import Block, SweepConfig, run_sweep
+    from training.sweep import Block, SweepConfig, collect, run_sweep
 
     if (args.grid is None) == (args.datasets is None):
         raise ValueError("give either --grid FILE or --datasets ...")
@@ -310,6 +311,9 @@ def _sweep(args) -> int:
         over["retrain"] = {m: get_architecture(m).retrain.model_copy(update={"epochs": args.retrain_epochs})
                            for m in models}
     cfg = SweepConfig(**{**base, **over})
+    if args.collect:
+        print(f"{len(collect(cfg))} finished cells -> {cfg.csv_path}")
+        return 0
     bars = []  # shown once the first group finishes, so an error before that stays one line
 
     def progress(n: int, total: int) -> None:

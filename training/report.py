@@ -153,18 +153,18 @@ def gap_table(agg: dict[Key, Stats]) -> tuple[list[str], list[str]]:
     return out, misses
 
 
-def by_reduction_table(agg: dict[Key, Stats], model: str = "dan") -> list[str]:
-    ps = sorted({k[4] for k in agg if k[2] == model and k[3] == "online" and k[4] is not None})
+def by_reduction_table(agg: dict[Key, Stats], model: str = "dan", low: str = "online") -> list[str]:
+    ps = sorted({k[4] for k in agg if k[2] == model and k[3] == low and k[4] is not None})
     datasets = _order({k[0] for k in agg if k[2] == model}, ["sst2", "sst5", "trec", "mr", "subj"])
     out = ["| dataset | method | full | " + " | ".join(f"p = {p:.0%}" for p in ps) + " |",
            "|---|---|---|" + "---|" * len(ps)]
     for ds in datasets:
         full = agg.get((ds, "train", model, "full", None))
-        for m in ("online", "noretrain"):
+        for m in (low, "noretrain"):
             cells = [agg[(ds, "train", model, m, p)].fmt() if (ds, "train", model, m, p) in agg else "-" for p in ps]
             out.append(f"| {ds} | {m} | {full.fmt() if full else '-'} | " + " | ".join(cells) + " |")
     ranks = ["| rank k (sst2) | | | " + " | ".join(
-        str(agg[("sst2", "train", model, "online", p)].first["rank"]) if ("sst2", "train", model, "online", p) in agg
+        str(agg[("sst2", "train", model, low, p)].first["rank"]) if ("sst2", "train", model, low, p) in agg
         else "-" for p in ps) + " |"]
     return out + ranks
 
@@ -258,6 +258,10 @@ def plot(agg: dict[Key, Stats], out_dir: Path, agg300: dict[Key, Stats] | None =
         "online + int8 model": (["online+int8-model"], True),
     }
     colors = dict(zip(curves, plt.get_cmap("tab10").colors, strict=False))
+    if agg300:
+        from training.report_d300 import plotted
+
+        agg300 = plotted(agg300)
     layers = [(agg, "-", "black", "")] + ([(agg300, "--", "grey", " (d=300)")] if agg300 else [])
     for ds in datasets:
         models = _order({k[2] for a in (agg, agg300 or {}) for k in a if k[0] == ds and k[1] == "train"},
@@ -446,7 +450,8 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
     lines += ["## Plots", ""]
     if agg300:
         lines += ["Solid lines and black stars: d = 50 (GloVe 6B-50d); dashed lines and grey stars: d = 300 "
-                  "(en_vectors), where that sweep ran the dataset.", ""]
+                  "(en_vectors), where that sweep ran the dataset; its DAN low-rank curves use the d = 300 recipe "
+                  "(online-nowd) where it ran.", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     md = out_dir / "results.md"
     md.write_text("\n".join(lines))

@@ -203,6 +203,14 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = No
     return rows
 
 
+def collect(cfg: SweepConfig) -> list[dict[str, Any]]:
+    """Write the results CSV from the cells already finished, running nothing (a sweep cut short)."""
+    rows = [json.loads(path.read_text()) for g, cells in in_grid_order(cfg) for c in cells
+            if (path := cell_path(cfg, g, c)).exists()]
+    write_csv(cfg.csv_path, rows)
+    return rows
+
+
 def record_timing(path: Path, seconds: float, cells_run: int, cells: int, workers: int) -> None:
     """Add one invocation's wall time to timing.json; `seconds` is the sum over the invocations that ran
     cells (a resumed sweep adds its own time, one with nothing left to do adds nothing)."""
