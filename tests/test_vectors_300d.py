@@ -42,7 +42,8 @@ def test_run_at_d300_exports_full_lowrank_int8_and_records_the_vectors(tiny, tmp
     root, folder, wheel = tiny
     out = tmp_path / "models"
     rc = main(["run", "--data", str(folder), "--vectors", "spacy300", "--vectors-path", str(wheel),
-               "--epochs", "2", "--retrain-epochs", "1", "--out", str(out), "--name", "t", "--json", "--threads", "1"])
+               "--method", "online-nowd", "--epochs", "2", "--retrain-epochs", "1", "--out", str(out), "--name", "t",
+               "--json", "--threads", "1"])
     assert rc == 0
     printed = capsys.readouterr().out
     manifests = {m["name"]: m for m in json.loads(printed[printed.index("\n[") + 1:])}  # after the progress log
@@ -53,6 +54,7 @@ def test_run_at_d300_exports_full_lowrank_int8_and_records_the_vectors(tiny, tmp
     v = len(vocab["itos"]) if isinstance(vocab, dict) else len(vocab)
     assert full["rank"] is None and low["rank"] == rank_for_reduction(v, 300, 0.9)
     assert low["onnx_bytes"] < full["onnx_bytes"] and int8["quantization"]
+    assert low["method"] == "online-nowd"  # the d = 300 recipe, served as <prefix>-lowrank
     recorded = json.loads((out / "t-full" / "manifest.json").read_text())["training"]["data"]
     assert recorded["vectors"] == "spacy300" and recorded["vectors_path"] == str(wheel)
 
