@@ -297,6 +297,11 @@ def plot(agg: dict[Key, Stats], out_dir: Path, agg300: dict[Key, Stats] | None =
             ax.set_xlabel("model file size (log scale)")
             ax.set_title(f"{ds} — {model}")
             ax.grid(alpha=0.3)
+        if agg300:  # what the line styles mean
+            from matplotlib.lines import Line2D
+
+            handles["d = 50: GloVe 6B-50d (solid)"] = Line2D([], [], color="black", ls="-")
+            handles["d = 300: en_vectors (dashed)"] = Line2D([], [], color="grey", ls="--")
         axes[0][0].set_ylabel("test accuracy (%), mean ± std of seeds")
         fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8, frameon=False)
         dims = "; solid: d = 50, dashed: d = 300" if agg300 else ""
