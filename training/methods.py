@@ -200,6 +200,7 @@ for _m in [
     *[Method(name=f"int{b}", kind="quant", bits=b) for b in (8, 4, 2)],
     *[Method(name=f"int{b}-model", kind="quant", bits=b, scope="model") for b in (8, 4, 2)],
     Method(name="online+int8", kind="online_quant", bits=8),
+    Method(name="online-nowd+int8", kind="online_quant", bits=8, word_dropout=0.0),  # d = 300's DAN recipe, int8
     Method(name="online+int8-model", kind="online_quant", bits=8, scope="model"),
     # re-training schedules, compared without distillation
     Method(name="sched-calr", kind="online", retrain=_NO_KD),

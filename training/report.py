@@ -153,18 +153,18 @@ def gap_table(agg: dict[Key, Stats]) -> tuple[list[str], list[str]]:
     return out, misses
 
 
-def by_reduction_table(agg: dict[Key, Stats], model: str = "dan") -> list[str]:
-    ps = sorted({k[4] for k in agg if k[2] == model and k[3] == "online" and k[4] is not None})
+def by_reduction_table(agg: dict[Key, Stats], model: str = "dan", low: str = "online") -> list[str]:
+    ps = sorted({k[4] for k in agg if k[2] == model and k[3] == low and k[4] is not None})
     datasets = _order({k[0] for k in agg if k[2] == model}, ["sst2", "sst5", "trec", "mr", "subj"])
     out = ["| dataset | method | full | " + " | ".join(f"p = {p:.0%}" for p in ps) + " |",
            "|---|---|---|" + "---|" * len(ps)]
     for ds in datasets:
         full = agg.get((ds, "train", model, "full", None))
-        for m in ("online", "noretrain"):
+        for m in (low, "noretrain"):
             cells = [agg[(ds, "train", model, m, p)].fmt() if (ds, "train", model, m, p) in agg else "-" for p in ps]
             out.append(f"| {ds} | {m} | {full.fmt() if full else '-'} | " + " | ".join(cells) + " |")
     ranks = ["| rank k (sst2) | | | " + " | ".join(
-        str(agg[("sst2", "train", model, "online", p)].first["rank"]) if ("sst2", "train", model, "online", p) in agg
+        str(agg[("sst2", "train", model, low, p)].first["rank"]) if ("sst2", "train", model, low, p) in agg
         else "-" for p in ps) + " |"]
     return out + ranks
 
@@ -238,7 +238,8 @@ def _point_label(method: str, reduction: float | None) -> str:
     return f"{bits}b" if bits.isdigit() else ""
 
 
-def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
+def plot(agg: dict[Key, Stats], out_dir: Path, agg300: dict[Key, Stats] | None = None) -> list[Path]:
+    """One figure per dataset, one panel per model; `agg300` (a d = 300 sweep) drawn dashed beside d = 50."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,28 +258,37 @@ def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
         "online + int8 model": (["online+int8-model"], True),
     }
     colors = dict(zip(curves, plt.get_cmap("tab10").colors, strict=False))
+    if agg300:
+        from training.report_d300 import plotted
+
+        agg300 = plotted(agg300)
+    layers = [(agg, "-", "black", "")] + ([(agg300, "--", "grey", " (d=300)")] if agg300 else [])
     for ds in datasets:
-        models = _order({k[2] for k in agg if k[0] == ds and k[1] == "train"}, list(ARCHITECTURES))
+        models = _order({k[2] for a in (agg, agg300 or {}) for k in a if k[0] == ds and k[1] == "train"},
+                        list(ARCHITECTURES))
         # one y-range for the whole figure, so the panels compare at a glance
         fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.8), squeeze=False, sharey=True)
         handles: dict[str, object] = {}
         for ax, model in zip(axes[0], models, strict=True):
-            for label, (methods, by_p) in curves.items():
-                pts = sorted((st.first["model_bytes"], st.test_mean, statistics.stdev(st.test) if st.n > 1 else 0,
-                              _point_label(k[3], k[4]))
-                             for k, st in agg.items() if k[0] == ds and k[1] == "train" and k[2] == model
-                             and k[3] in methods and (k[4] is not None) == by_p)
-                if pts:
-                    xs, ys, es, names = zip(*pts, strict=True)
-                    handles[label] = ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=label,
-                                                 color=colors[label])
-                    for x, y, name in zip(xs, ys, names, strict=True):
-                        ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=6,
-                                    color=colors[label])
-            full = agg.get((ds, "train", model, "full", None))
-            if full:
-                handles["full model"] = ax.errorbar([full.first["model_bytes"]], [full.test_mean], marker="*",
-                                                    ms=12, color="black", ls="none", label="full model")
+            for layer, ls, star, suffix in layers:
+                for label, (methods, by_p) in curves.items():
+                    pts = sorted((st.first["model_bytes"], st.test_mean, statistics.stdev(st.test) if st.n > 1
+                                  else 0, _point_label(k[3], k[4]))
+                                 for k, st in layer.items() if k[0] == ds and k[1] == "train" and k[2] == model
+                                 and k[3] in methods and (k[4] is not None) == by_p)
+                    if pts:
+                        xs, ys, es, names = zip(*pts, strict=True)
+                        bar = ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=label, ls=ls,
+                                          color=colors[label])
+                        handles.setdefault(label, bar)
+                        for x, y, name in zip(xs, ys, names, strict=True):
+                            ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=6,
+                                        color=colors[label])
+                full = layer.get((ds, "train", model, "full", None))
+                if full:
+                    handles[f"full model{suffix}"] = ax.errorbar(
+                        [full.first["model_bytes"]], [full.test_mean], marker="*", ms=12, color=star, ls="none",
+                        label=f"full model{suffix}")
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_locator(LogLocator(base=2))
             ax.xaxis.set_major_formatter(FuncFormatter(_bytes_label))
@@ -287,10 +297,16 @@ def plot(agg: dict[Key, Stats], out_dir: Path) -> list[Path]:
             ax.set_xlabel("model file size (log scale)")
             ax.set_title(f"{ds} — {model}")
             ax.grid(alpha=0.3)
+        if agg300:  # what the line styles mean
+            from matplotlib.lines import Line2D
+
+            handles["d = 50: GloVe 6B-50d (solid)"] = Line2D([], [], color="black", ls="-")
+            handles["d = 300: en_vectors (dashed)"] = Line2D([], [], color="grey", ls="--")
         axes[0][0].set_ylabel("test accuracy (%), mean ± std of seeds")
         fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8, frameon=False)
+        dims = "; solid: d = 50, dashed: d = 300" if agg300 else ""
         fig.suptitle(f"{ds}: accuracy against size (better: up and to the left; point labels: "
-                     "embedding reduction or bits)", fontsize=10)
+                     f"embedding reduction or bits{dims})", fontsize=10)
         fig.tight_layout(rect=(0, 0.1, 1, 1))
         path = out_dir / f"accuracy_vs_bytes_{ds}.png"
         fig.savefig(path, dpi=110)
@@ -329,14 +345,40 @@ def scope_section(config: dict[str, Any]) -> list[str]:
     return out
 
 
+def timing_lines(timing: str | Path | None) -> list[str]:
+    if not (timing and Path(timing).exists()):
+        return []
+    t = json.loads(Path(timing).read_text())
+    runs = t.get("runs", [])
+    each = [f"{r['seconds'] / 60:.1f} min for {r.get('cells_run', '?')} cells" for r in runs]
+    parts = f" ({len(runs)} invocations: {', '.join(each)})" if len(runs) > 1 else ""
+    return [f"Sweep wall time: {t['seconds'] / 60:.1f} min for {t['cells']} cells{parts}, {t['workers']} worker "
+            "processes with 1 torch thread each, on a 2-core machine shared with other jobs.", ""]
+
+
+def read_config(config: str | Path | None) -> dict[str, Any] | None:
+    """A sweep's config.json, or a grid file (training/grids/*.json) with the defaults filled in."""
+    if not (config and Path(config).exists()):
+        return None
+    from training.sweep import SweepConfig
+
+    return SweepConfig.model_validate(json.loads(Path(config).read_text())).model_dump(mode="json")
+
+
 def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path | None = None,
-                 config: str | Path | None = None) -> list[Path]:
+                 config: str | Path | None = None, d300: dict[str, Path | None] | None = None) -> list[Path]:
+    """`d300` (keys csv, timing, config, fasttext): a second sweep at d = 300, reported in its own section
+    after the d = 50 one and drawn dashed in the same plots."""
     csv_path, out_dir = Path(csv_path), Path(out_dir)
     rows = load_rows(csv_path)
     if not rows:
         raise ValueError(f"{csv_path}: no results")
+    rows300 = load_rows(d300["csv"]) if d300 and d300.get("csv") else []
+    if d300 and d300.get("csv") and not rows300:
+        raise ValueError(f"{d300['csv']}: no results")
     out_dir.mkdir(parents=True, exist_ok=True)
     agg = aggregate(rows)
+    agg300 = aggregate(rows300) if rows300 else {}
     seeds = sorted({r["seed"] for r in rows})
     gap, misses = gap_table(agg)
     lines = [
@@ -347,15 +389,9 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
         "4-byte fp32 scale per row (for the factor A, per column). Embedding reduction = 1 − embedding bytes / "
         "(4·|V|·d).", "",
     ]
-    if timing and Path(timing).exists():
-        t = json.loads(Path(timing).read_text())
-        runs = t.get("runs", [])
-        each = [f"{r['seconds'] / 60:.1f} min for {r.get('cells_run', '?')} cells" for r in runs]
-        parts = f" ({len(runs)} invocations: {', '.join(each)})" if len(runs) > 1 else ""
-        lines += [f"Sweep wall time: {t['seconds'] / 60:.1f} min for {t['cells']} cells{parts}, {t['workers']} worker "
-                  "processes with 1 torch thread each, on a 2-core machine shared with other jobs.", ""]
-    if config and Path(config).exists():
-        lines += scope_section(json.loads(Path(config).read_text()))
+    lines += timing_lines(timing)
+    if (cfg := read_config(config)) is not None:
+        lines += scope_section(cfg)
     lines += ["## Per dataset: full, online 90%, no-retrain, offline, int8, int4, low-rank + int8", "",
               "`online` is the default re-training recipe (CALR 1e-4..3e-3 + distillation α=0.9, T=4); when another "
               "recipe had the better mean dev accuracy it is shown as *dev-chosen*. `int8`/`int4` simulate b-bit "
@@ -408,8 +444,20 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
               "From `training/sizes.py` (a test holds the parameter counts against the exported ONNX files). "
               "The DAN averages A's rows before one k×d product; the CNN and BiLSTM project every token.", ""]
     lines += size_table(rows) + [""]
-    plots = plot(agg, out_dir)
-    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    plots = plot(agg, out_dir, agg300)
+    if agg300:
+        from training.report_d300 import section
+
+        intro = timing_lines(d300.get("timing"))
+        if (cfg := read_config(d300.get("config"))) is not None:
+            intro += [line.replace("## What ran", "## d = 300: what ran") for line in scope_section(cfg)]
+        lines += section(agg300, rows300, d300.get("fasttext"), intro, cfg)
+    lines += ["## Plots", ""]
+    if agg300:
+        lines += ["Solid lines and black stars: d = 50 (GloVe 6B-50d); dashed lines and grey stars: d = 300 "
+                  "(en_vectors), where that sweep ran the dataset; its DAN low-rank curves use the d = 300 recipe "
+                  "(online-nowd) where it ran.", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     md = out_dir / "results.md"
     md.write_text("\n".join(lines))
     return [md, *plots]

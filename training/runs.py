@@ -271,8 +271,9 @@ class RunConfig(BaseModel):
 
     @property
     def suffix(self) -> str:
-        """`lowrank` for the paper's online method (the served name), else the method's name."""
-        return "lowrank" if self.method == "online" else self.method.replace("+", "-")
+        """`lowrank` for the paper's online method and its d = 300 recipe `online-nowd` (the served name; the
+        manifest names the method), else the method's name."""
+        return "lowrank" if self.method in ("online", "online-nowd") else self.method.replace("+", "-")
 
 
 @dataclass

