@@ -64,9 +64,11 @@ def accuracy(model, path: Path) -> float:
 
 
 def train(paths: dict[str, Path], dim: int, lr: float, seed: int, fixed: dict | None = None):
+    """fastText's seed is seed + 1: it seeds std::minstd_rand, which takes 0 as 1 (seeds 0 and 1 train alike)."""
     import fasttext
 
-    return fasttext.train_supervised(str(paths["train"]), dim=dim, lr=lr, seed=seed, verbose=0, **(fixed or FIXED))
+    return fasttext.train_supervised(str(paths["train"]), dim=dim, lr=lr, seed=seed + 1, verbose=0,
+                                     **(fixed or FIXED))
 
 
 def saved_bytes(model, path: Path) -> int:
@@ -109,10 +111,12 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
     log(f"  dim {dim}: .ftz dev by (qnorm, cutoff) {({f'{q[0]}/{q[1]}': round(a, 4) for q, (a, _) in qdev.items()})}"
         f" -> qnorm {qnorm}, cutoff {cutoff}")
     per_seed = []
+    bin_bytes = None  # the .bin holds the dictionary and (words + buckets) x dim floats: the same for every seed
     for s in seeds:
         m = train(paths, dim, lr, s, fixed)
+        bin_bytes = bin_bytes or saved_bytes(m, work / f"d{dim}-s{s}.bin")
         row = {"seed": s, "dev_acc": accuracy(m, paths["dev"]), "test_acc": accuracy(m, paths["test"]),
-               "bytes": saved_bytes(m, work / f"d{dim}-s{s}.bin")}
+               "bytes": bin_bytes}
         quantize(m, paths, qnorm, cutoff)
         row |= {"ftz_dev_acc": accuracy(m, paths["dev"]), "ftz_test_acc": accuracy(m, paths["test"]),
                 "ftz_bytes": saved_bytes(m, work / f"d{dim}-s{s}.ftz")}
@@ -178,7 +182,9 @@ def report(cells: dict[str, list[dict]], results_csv: Path, vocab: dict[str, int
            "25 epochs, softmax, minCount 1, 2,000,000 hash buckets (the default), thread 1. Chosen on dev only: "
            f"the learning rate from {list(LRS)} (mean dev accuracy over the seeds), then the `.ftz` quantization "
            f"(qnorm, cutoff) from {[f'{q}/{c}' for q, c in QUANT_GRID]} on seed 0's model (retrain on; ties → the "
-           "smaller file). Bytes are the files on disk (`save_model`). Test accuracy: mean ± std over seeds "
+           "smaller file). Bytes are the files on disk (`save_model`; the `.bin`, whose size does not depend on the "
+           "seed, is written once per dataset and dim). Test accuracy: mean ± std over seeds (fastText `seed` = "
+           "seed + 1: its std::minstd_rand takes seed 0 as 1, so seeds 0 and 1 would train the same model) "
            f"{[r['seed'] for r in next(iter(cells.values()))[0]['seeds']]}. Wall time {seconds:.0f} s on this "
            "machine (one thread, shared with other jobs). Rows: docs/fasttext.csv.", "",
            "| dataset | dim | lr | .bin test acc % | .bin bytes | qnorm / cutoff | .ftz test acc % | .ftz bytes |",
