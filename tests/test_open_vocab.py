@@ -18,6 +18,7 @@ from training.open_vocab import (
     open_factors,
     open_full_model,
     open_lowrank_model,
+    projected_lowrank_model,
     vector_vocabulary,
 )
 from training.spacy_vectors import WHEEL, RowMapped
@@ -64,6 +65,18 @@ def test_open_factors_are_the_truncated_svd_of_the_open_embedding():
         torch.testing.assert_close((a @ b).double(), best, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close((a.T @ a).double(), torch.eye(k, dtype=torch.float64), atol=1e-4, rtol=0)
     torch.testing.assert_close((a @ b).double(), e_open, atol=1e-4, rtol=1e-4)  # k = d: exact
+
+
+def test_projected_rows_fit_pretrained_vectors_through_b():
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=(3, 6)).astype(np.float32)
+    rows = _open(["good"], ["good", "nice", "awful"], [0, 1, 2], table)
+    b = torch.from_numpy(rng.normal(size=(6, 6)).astype(np.float32))  # k = d: the fit is exact
+    low = DAN(LowRankEmbedding(torch.randn(rows.n_train, 6), b), 2, hidden=(4,)).eval()
+    proj = projected_lowrank_model(low, rows)
+    a = proj.embedding.a.weight.detach()
+    torch.testing.assert_close(a[: rows.n_train], low.embedding.a.weight.detach())
+    torch.testing.assert_close(a[rows.n_train:] @ b, torch.from_numpy(table[1:]), atol=1e-4, rtol=1e-4)
 
 
 def test_split_rows_retrain_only_training_rows_and_merge_to_one_table():
@@ -137,8 +150,15 @@ def test_bench_open_vocab_end_to_end(tmp_path):
     # the training-vocabulary model sees an unseen word as <unk>; the open one reads its vector
     assert s.acc_oot["open-full"] > s.acc_oot["train-full"]
     assert s.acc_oot["open-lowrank"] > s.acc_oot["train-lowrank"]
+    # projected rows: the training words keep theirs, so only sentences with an unseen word can change
+    assert s.acc_oot["open-projected"] > s.acc_oot["train-lowrank"]
+    n_other = info["n_test"] - info["n_oot"]
+    same = (s.acc["open-projected"] * info["n_test"] - s.acc_oot["open-projected"] * info["n_oot"]) / n_other
+    assert same == pytest.approx((s.acc["train-lowrank"] * info["n_test"]
+                                  - s.acc_oot["train-lowrank"] * info["n_oot"]) / n_other)
     kinds = {(e.vocab, e.kind) for e in exported}
-    assert kinds == {(v, k) for v in ("training", "open") for k in ("full", "int8", "lowrank", "lowrank+int8")}
+    assert kinds == {(v, k) for v in ("training", "open") for k in ("full", "int8", "lowrank", "lowrank+int8")} | {
+        ("open, projected", k) for k in ("lowrank", "lowrank+int8")}
     folder = tmp_path / "work" / "models" / "tiny-open-lowrank"
     served = OnnxClassifier(folder)
     assert len(served.tokenizer) == info["open_size"] and Manifest.load(folder).rank == s.k_open

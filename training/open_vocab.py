@@ -157,6 +157,20 @@ def open_lowrank_model(trained: nn.Module, rows: OpenRows, k: int) -> nn.Module:
     return model
 
 
+def projected_lowrank_model(lowrank: nn.Module, rows: OpenRows) -> nn.Module:
+    """The training-vocabulary low-rank model, re-trained as usual, with a row of A for every other word: the
+    least-squares fit of its pretrained vector through the trained B (v ~ a B, a = v B^+). No re-training; the
+    training words keep their rows, so sentences without out-of-training words get the very same answers."""
+    emb = lowrank.embedding
+    if emb.vocab_size != rows.n_train:
+        raise ValueError(f"A has {emb.vocab_size} rows, the training vocabulary {rows.n_train}")
+    pinv = torch.linalg.pinv(emb.b.detach().double())  # (d, k)
+    rest = (torch.from_numpy(rows.table).double() @ pinv)[torch.from_numpy(rows.rest_rows)].float()  # (V_rest, k)
+    model = copy.deepcopy(lowrank)
+    model.embedding = LowRankEmbedding(torch.cat([emb.a.weight.detach(), rest]), emb.b.detach())
+    return model.eval()
+
+
 def merged(model: nn.Module) -> nn.Module:
     """The same model with A as one plain table (what is exported: one [|V|, k] initializer)."""
     out = copy.deepcopy(model)
