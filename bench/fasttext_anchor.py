@@ -99,17 +99,18 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
             dev[lr] = [0.0]
     lr = max(lrs, key=lambda r: (statistics.mean(dev[r]), -r))
     log(f"  dim {dim}: dev by lr {({r: round(statistics.mean(a), 4) for r, a in dev.items()})} -> lr {lr}")
-    base = work / f"d{dim}-s{seeds[0]}.bin"
-    train(paths, dim, lr, seeds[0], fixed).save_model(str(base))
-    qdev = {}
-    for qnorm, cutoff in quant_grid:
-        m = fasttext.load_model(str(base))
-        quantize(m, paths, qnorm, cutoff)
-        qdev[(qnorm, cutoff)] = (accuracy(m, paths["dev"]), saved_bytes(m, work / "probe.ftz"))
-    base.unlink()
-    qnorm, cutoff = max(quant_grid, key=lambda q: (qdev[q][0], -qdev[q][1]))
-    log(f"  dim {dim}: .ftz dev by (qnorm, cutoff) {({f'{q[0]}/{q[1]}': round(a, 4) for q, (a, _) in qdev.items()})}"
-        f" -> qnorm {qnorm}, cutoff {cutoff}")
+    qdev, qnorm, cutoff = {}, None, None
+    if quant_grid:  # empty: no .ftz for this dim
+        base = work / f"d{dim}-s{seeds[0]}.bin"
+        train(paths, dim, lr, seeds[0], fixed).save_model(str(base))
+        for qn, co in quant_grid:
+            m = fasttext.load_model(str(base))
+            quantize(m, paths, qn, co)
+            qdev[(qn, co)] = (accuracy(m, paths["dev"]), saved_bytes(m, work / "probe.ftz"))
+        base.unlink()
+        qnorm, cutoff = max(quant_grid, key=lambda q: (qdev[q][0], -qdev[q][1]))
+        log(f"  dim {dim}: .ftz dev by (qnorm, cutoff) "
+            f"{({f'{q[0]}/{q[1]}': round(a, 4) for q, (a, _) in qdev.items()})} -> qnorm {qnorm}, cutoff {cutoff}")
     per_seed = []
     bin_bytes = None  # the .bin holds the dictionary and (words + buckets) x dim floats: the same for every seed
     for s in seeds:
@@ -117,9 +118,10 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
         bin_bytes = bin_bytes or saved_bytes(m, work / f"d{dim}-s{s}.bin")
         row = {"seed": s, "dev_acc": accuracy(m, paths["dev"]), "test_acc": accuracy(m, paths["test"]),
                "bytes": bin_bytes}
-        quantize(m, paths, qnorm, cutoff)
-        row |= {"ftz_dev_acc": accuracy(m, paths["dev"]), "ftz_test_acc": accuracy(m, paths["test"]),
-                "ftz_bytes": saved_bytes(m, work / f"d{dim}-s{s}.ftz")}
+        if quant_grid:
+            quantize(m, paths, qnorm, cutoff)
+            row |= {"ftz_dev_acc": accuracy(m, paths["dev"]), "ftz_test_acc": accuracy(m, paths["test"]),
+                    "ftz_bytes": saved_bytes(m, work / f"d{dim}-s{s}.ftz")}
         per_seed.append(row)
     return {"dim": dim, "lr": lr, "dev_by_lr": {str(r): a for r, a in dev.items()}, "qnorm": qnorm,
             "cutoff": cutoff, "ftz_dev_by_quant": {f"{q[0]}/{q[1]}": a for q, a in qdev.items()}, "seeds": per_seed,
@@ -129,7 +131,9 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
 def csv_rows(dataset: str, cell: dict) -> list[dict]:
     rows = []
     for r in cell["seeds"]:
-        for quantized, acc, size in ((0, r["test_acc"], r["bytes"]), (1, r["ftz_test_acc"], r["ftz_bytes"])):
+        variants = [(0, r["test_acc"], r["bytes"])] + (
+            [(1, r["ftz_test_acc"], r["ftz_bytes"])] if "ftz_bytes" in r else [])
+        for quantized, acc, size in variants:
             rows.append({"dataset": dataset, "model": "fasttext", "dim": cell["dim"], "bigrams": 1,
                          "quantized": quantized, "seed": r["seed"], "test_acc": round(acc, 6), "bytes": size})
     return rows
@@ -192,9 +196,10 @@ def report(cells: dict[str, list[dict]], results_csv: Path, vocab: dict[str, int
     for ds, ds_cells in cells.items():
         for c in ds_cells:
             s = c["seeds"]
+            ftz = (f"{c['qnorm']} / {c['cutoff']:,} | {_m([r['ftz_test_acc'] for r in s])} | "
+                   f"{_kb(statistics.mean(r['ftz_bytes'] for r in s))}") if c.get("qnorm") is not None else "- | - | -"
             out.append(f"| {ds} | {c['dim']} | {c['lr']} | {_m([r['test_acc'] for r in s])} | "
-                       f"{_kb(statistics.mean(r['bytes'] for r in s))} | {c['qnorm']} / {c['cutoff']:,} | "
-                       f"{_m([r['ftz_test_acc'] for r in s])} | {_kb(statistics.mean(r['ftz_bytes'] for r in s))} |")
+                       f"{_kb(statistics.mean(r['bytes'] for r in s))} | {ftz} |")
     out += ["", "## slimtext (d = 50, training vocabulary) against `.ftz`", "",
             "slimtext's numbers are the means over 3 seeds in docs/results.csv (`model_bytes`: the weights' bytes; the "
             "ONNX file adds a few kB of graph) and, beside them, the same plus the model's `vocab.json`, which a "
@@ -205,7 +210,8 @@ def report(cells: dict[str, list[dict]], results_csv: Path, vocab: dict[str, int
     verdicts = []
     for ds, ds_cells in cells.items():
         ftz = {c["dim"]: (statistics.mean(r["ftz_test_acc"] for r in c["seeds"]),
-                          statistics.mean(r["ftz_bytes"] for r in c["seeds"])) for c in ds_cells}
+                          statistics.mean(r["ftz_bytes"] for r in c["seeds"])) for c in ds_cells
+               if c.get("qnorm") is not None}
         for arch in ("dan", "cnn"):
             ours = slimtext_rows(results_csv, ds, arch)
             for method, label in (("full", "full"), ("online", "lowrank 90%"), ("online+int8", "lowrank+int8"),
@@ -236,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", nargs="+", default=["sst2", "sst5", "trec", "mr", "subj"])
     p.add_argument("--dims", nargs="+", type=int, default=[50, 100])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--ftz-dims", nargs="*", type=int, default=None, help="dims that get a .ftz (default: all)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--work", type=Path, default=Path("/tmp/slimtext-fasttext"), help="scratch (resumable cache)")
     p.add_argument("--results", type=Path, default=ROOT / "docs" / "results.csv")
@@ -250,11 +257,15 @@ def main(argv: list[str] | None = None) -> None:
         vocab[ds] = vocab_bytes(folder)
         print(f"{ds}:", flush=True)
         for dim in args.dims:
-            cache = args.work / ds / f"cell-d{dim}-s{'-'.join(map(str, args.seeds))}.json"
+            ftz = args.ftz_dims is None or dim in args.ftz_dims
+            stem = args.work / ds / f"cell-d{dim}-s{'-'.join(map(str, args.seeds))}"
+            cache = Path(f"{stem}.json") if ftz else Path(f"{stem}-noftz.json")
+            if Path(f"{stem}.json").exists():
+                cache = Path(f"{stem}.json")
             if cache.exists():
                 cell = json.loads(cache.read_text())
             else:
-                cell = run_cell(paths, dim, args.seeds)
+                cell = run_cell(paths, dim, args.seeds, quant_grid=QUANT_GRID if ftz else ())
                 cache.write_text(json.dumps(cell))
             cells.setdefault(ds, []).append(cell)
     rows = [r for ds, cs in cells.items() for c in cs for r in csv_rows(ds, c)]
