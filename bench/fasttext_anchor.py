@@ -189,8 +189,9 @@ def report(cells: dict[str, list[dict]], results_csv: Path, vocab: dict[str, int
            "smaller file). Bytes are the files on disk (`save_model`; the `.bin`, whose size does not depend on the "
            "seed, is written once per dataset and dim). Test accuracy: mean ± std over seeds (fastText `seed` = "
            "seed + 1: its std::minstd_rand takes seed 0 as 1, so seeds 0 and 1 would train the same model) "
-           f"{[r['seed'] for r in next(iter(cells.values()))[0]['seeds']]}. Wall time {seconds:.0f} s on this "
-           "machine (one thread, shared with other jobs). Rows: docs/fasttext.csv.", "",
+           f"{[r['seed'] for r in next(iter(cells.values()))[0]['seeds']]}. Wall time: {seconds:.0f} s summed over the "
+           "(dataset, dim) cells (one thread each; this run's cells ran several at a time on a shared 2-core machine "
+           "at load 8–13, so CPU time was a fraction of that). Rows: docs/fasttext.csv.", "",
            "| dataset | dim | lr | .bin test acc % | .bin bytes | qnorm / cutoff | .ftz test acc % | .ftz bytes |",
            "|---|---|---|---|---|---|---|---|"]
     for ds, ds_cells in cells.items():
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dims", nargs="+", type=int, default=[50, 100])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--ftz-dims", nargs="*", type=int, default=None, help="dims that get a .ftz (default: all)")
+    p.add_argument("--cached-only", action="store_true", help="report the finished cells, run nothing")
     p.add_argument("--data-root", default=None)
     p.add_argument("--work", type=Path, default=Path("/tmp/slimtext-fasttext"), help="scratch (resumable cache)")
     p.add_argument("--results", type=Path, default=ROOT / "docs" / "results.csv")
@@ -264,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
                 cache = Path(f"{stem}.json")
             if cache.exists():
                 cell = json.loads(cache.read_text())
+            elif args.cached_only:
+                print(f"  dim {dim}: not run (--cached-only)")
+                continue
             else:
                 cell = run_cell(paths, dim, args.seeds, quant_grid=QUANT_GRID if ftz else ())
                 cache.write_text(json.dumps(cell))
