@@ -89,8 +89,9 @@ sweep: | $(VENV)/.installed
 	$(PY) -m training sweep --grid training/grids/full.json
 
 report: | $(VENV)/.installed
-	$(PY) -m training report --csv docs/results.csv --out docs --timing runs/sweep/timing.json \
-		--config runs/sweep/config.json \
+	$(PY) -m training report --csv docs/results.csv --out docs \
+		--timing $(firstword $(wildcard runs/sweep/timing.json) docs/results-timing-d50.json) \
+		--config $(firstword $(wildcard runs/sweep/config.json) training/grids/full.json) \
 		$(if $(wildcard docs/results-d300.csv),--csv-d300 docs/results-d300.csv \
 		--timing-d300 docs/results-d300-timing.json --config-d300 training/grids/d300.json)
 
