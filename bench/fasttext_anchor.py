@@ -99,10 +99,21 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
             dev[lr] = [0.0]
     lr = max(lrs, key=lambda r: (statistics.mean(dev[r]), -r))
     log(f"  dim {dim}: dev by lr {({r: round(statistics.mean(a), 4) for r, a in dev.items()})} -> lr {lr}")
+    # Every training runs before the first quantize(): in fasttext-numpy2 0.10.4 a model trained after a
+    # quantize() in the same process can come out different (same seed and lr: dev 1.00 alone, test 0.78 after;
+    # sometimes "Encountered NaN."), so the seeds' models are trained and measured first, then quantized.
+    models, per_seed = [], []
+    bin_bytes = None  # the .bin holds the dictionary and (words + buckets) x dim floats: the same for every seed
+    for s in seeds:
+        m = train(paths, dim, lr, s, fixed)
+        bin_bytes = bin_bytes or saved_bytes(m, work / f"d{dim}-s{s}.bin")
+        per_seed.append({"seed": s, "dev_acc": accuracy(m, paths["dev"]), "test_acc": accuracy(m, paths["test"]),
+                         "bytes": bin_bytes})
+        models.append(m)
     qdev, qnorm, cutoff = {}, None, None
     if quant_grid:  # empty: no .ftz for this dim
         base = work / f"d{dim}-s{seeds[0]}.bin"
-        train(paths, dim, lr, seeds[0], fixed).save_model(str(base))
+        models[0].save_model(str(base))
         for qn, co in quant_grid:
             m = fasttext.load_model(str(base))
             quantize(m, paths, qn, co)
@@ -111,21 +122,21 @@ def run_cell(paths: dict[str, Path], dim: int, seeds: list[int], lrs=LRS, quant_
         qnorm, cutoff = max(quant_grid, key=lambda q: (qdev[q][0], -qdev[q][1]))
         log(f"  dim {dim}: .ftz dev by (qnorm, cutoff) "
             f"{({f'{q[0]}/{q[1]}': round(a, 4) for q, (a, _) in qdev.items()})} -> qnorm {qnorm}, cutoff {cutoff}")
-    per_seed = []
-    bin_bytes = None  # the .bin holds the dictionary and (words + buckets) x dim floats: the same for every seed
-    for s in seeds:
-        m = train(paths, dim, lr, s, fixed)
-        bin_bytes = bin_bytes or saved_bytes(m, work / f"d{dim}-s{s}.bin")
-        row = {"seed": s, "dev_acc": accuracy(m, paths["dev"]), "test_acc": accuracy(m, paths["test"]),
-               "bytes": bin_bytes}
-        if quant_grid:
+        for row, m, s in zip(per_seed, models, seeds, strict=True):
             quantize(m, paths, qnorm, cutoff)
             row |= {"ftz_dev_acc": accuracy(m, paths["dev"]), "ftz_test_acc": accuracy(m, paths["test"]),
                     "ftz_bytes": saved_bytes(m, work / f"d{dim}-s{s}.ftz")}
-        per_seed.append(row)
     return {"dim": dim, "lr": lr, "dev_by_lr": {str(r): a for r, a in dev.items()}, "qnorm": qnorm,
             "cutoff": cutoff, "ftz_dev_by_quant": {f"{q[0]}/{q[1]}": a for q, a in qdev.items()}, "seeds": per_seed,
             "seconds": time.time() - started}
+
+
+def run_cell_alone(paths: dict[str, Path], dim: int, seeds: list[int], quant_grid=QUANT_GRID) -> dict:
+    """run_cell in a fresh process: fastText's state after a quantize() would leak into the next cell's training."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run_cell, (paths, dim, seeds), {"quant_grid": quant_grid})
 
 
 def csv_rows(dataset: str, cell: dict) -> list[dict]:
@@ -270,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  dim {dim}: not run (--cached-only)")
                 continue
             else:
-                cell = run_cell(paths, dim, args.seeds, quant_grid=QUANT_GRID if ftz else ())
+                cell = run_cell_alone(paths, dim, args.seeds, quant_grid=QUANT_GRID if ftz else ())
                 cache.write_text(json.dumps(cell))
             cells.setdefault(ds, []).append(cell)
     rows = [r for ds, cs in cells.items() for c in cs for r in csv_rows(ds, c)]
