@@ -37,9 +37,15 @@ def test_texts_get_slimtexts_tokens_and_labels_one_token(tmp_path):
 
 def test_run_cell_chooses_on_dev_and_quantizes(tmp_path):
     paths = write_dataset(_dataset(tmp_path), tmp_path / "work")
-    fixed = {"wordNgrams": 2, "epoch": 5, "loss": "softmax", "minCount": 1, "bucket": 100_000, "thread": 1}
-    cell = run_cell(paths, 10, [0, 1], lrs=(0.05, 0.2), quant_grid=((True, 300), (False, 1_000)), fixed=fixed,
-                    log=lambda _: None)
+    fixed = {"wordNgrams": 2, "epoch": 25, "loss": "softmax", "minCount": 1, "bucket": 100_000, "thread": 1}
+    for attempt in range(3):  # fasttext-numpy2 0.10.4 now and then stops with "Encountered NaN." (see train())
+        try:
+            cell = run_cell(paths, 10, [0, 1], lrs=(0.05, 0.2), quant_grid=((True, 300), (False, 1_000)),
+                            fixed=fixed, log=lambda _: None)
+            break
+        except RuntimeError as e:
+            if "NaN" not in str(e) or attempt == 2:
+                raise
     assert cell["lr"] in (0.05, 0.2) and (cell["qnorm"], cell["cutoff"]) in ((True, 300), (False, 1_000))
     assert set(cell["dev_by_lr"]) == {"0.05", "0.2"}
     for r in cell["seeds"]:
