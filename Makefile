@@ -93,7 +93,9 @@ report: | $(VENV)/.installed
 		--timing $(firstword $(wildcard runs/sweep/timing.json) docs/results-timing-d50.json) \
 		--config $(firstword $(wildcard runs/sweep/config.json) training/grids/full.json) \
 		$(if $(wildcard docs/results-d300.csv),--csv-d300 docs/results-d300.csv \
-		--timing-d300 docs/results-d300-timing.json --config-d300 training/grids/d300.json)
+		--timing-d300 docs/results-d300-timing.json --config-d300 training/grids/d300.json \
+		--first-d300 $(wildcard training/grids/d300-first-*.json) \
+		$(if $(wildcard docs/energy-d300.md),--energy-d300 docs/energy-d300.md))
 
 # the same experiments at d = 300 (issue 11; spaCy en_vectors, one worker, blocks in priority order, resumable)
 # -> runs/sweep-d300/, docs/results-d300.csv; `make report` then adds the d = 300 section
@@ -101,6 +103,14 @@ report: | $(VENV)/.installed
 sweep-d300: | $(VENV)/.installed
 	$(PY) -m training sweep --grid training/grids/d300.json
 	cp runs/sweep-d300/timing.json docs/results-d300-timing.json
+
+# issue 11: the SST-2 DAN's first training at d = 300, one pilot grid each (docs/results-d300-first-*.csv), and
+# the energy-based rank table of the d = 300 sweep's full models (docs/energy-d300.md; needs runs/sweep-d300)
+.PHONY: first-d300 energy-d300
+first-d300: | $(VENV)/.installed
+	for g in training/grids/d300-first-*.json; do $(PY) -m training sweep --grid $$g || exit 1; done
+energy-d300: | $(VENV)/.installed
+	$(PY) -m training.energy --sweep runs/sweep-d300 --out docs/energy-d300.md
 
 # attack `python -m service` on loopback (bounded, stops by itself, ~2 min per checkout) -> docs/reliability.md;
 # BEFORE=/path/to/other/checkout runs the same cases against it too (case -> before -> after)

@@ -149,3 +149,53 @@ def test_report_has_a_d300_section_with_fasttext_columns_and_cell_coverage(tiny,
     md = (docs / "results.md").read_text()
     assert "50.00 (9,000,000" not in md and "dim 50, bigrams" in md
     assert "- tiny: .ftz 50.00 at 0 KiB — " in md
+
+
+def _row(ds, model, method, seed, dev, test, p=0.9):
+    return {"dataset": ds, "vocab": "train", "model": model, "method": method, "reduction": p, "seed": seed,
+            "dev_acc": dev, "test_acc": test, "model_bytes": 1000, "embedding_bytes_reduction": 0.9}
+
+
+def test_a_recipe_variant_is_chosen_per_dataset_on_dev_and_only_on_as_many_seeds():
+    from training.report import aggregate
+    from training.report_d300 import recipe
+
+    rows = [_row("mr", "dan", "online-nowd", s, 0.70, 0.80) for s in range(3)]
+    rows += [_row("mr", "dan", "online-nowd-long", s, 0.72, 0.75) for s in range(3)]  # better dev, worse test
+    rows += [_row("mr", "dan", "online-nowd-pure", 0, 0.90, 0.90)]  # best dev, but on one seed only
+    rows += [_row("sst2", "dan", "online-nowd", s, 0.70, 0.80) for s in range(3)]
+    rows += [_row("sst2", "dan", "online-nowd-plain", s, 0.69, 0.85) for s in range(3)]  # worse dev
+    agg = aggregate(rows)
+    assert recipe(agg, "mr", "dan") == ("online-nowd-long", "online-nowd-long+int8")
+    assert recipe(agg, "sst2", "dan") == ("online-nowd", "online-nowd+int8")
+    assert recipe(agg, "trec", "dan") == ("online", "online+int8")  # nothing ran: the d = 50 recipe's name
+
+
+def test_first_training_table_reads_pilot_grids_and_picks_the_best_dev(tmp_path):
+    from training.report import aggregate
+    from training.report_d300 import first_training, goals
+    from training.sweep import write_csv
+
+    sweep = [_row("sst2", "dan", "full", s, 0.80, 0.81, p=None) for s in range(3)]
+    pilot = [_row("sst2", "dan", "full", s, 0.82, 0.835, p=None) for s in range(3)]
+    write_csv(tmp_path / "pilot.csv", pilot)
+    grid = tmp_path / "d300-first-x.json"
+    grid.write_text(json.dumps({"blocks": [{"datasets": ["sst2"], "methods": ["full"]}],
+                                "csv": str(tmp_path / "pilot.csv"),
+                                "train": {"dan": {"epochs": 30, "lr": 0.001, "batch_size": 32}}}))
+    config = SweepConfig(blocks=[Block(datasets=["sst2"], methods=["full"])]).model_dump(mode="json")
+    table, best = first_training(aggregate(sweep), config, [grid])
+    assert table[2].startswith("| sweep: Adam lr 0.0005, 15 epochs, batch 64 | 0, 1, 2 | 80.00")
+    assert table[3].startswith("| d300-first-x: Adam lr 0.001, 30 epochs, batch 32 | 0, 1, 2 | 82.00")
+    assert best[0].startswith("d300-first-x") and abs(best[1].test_mean - 83.5) < 1e-9
+    rows = goals(aggregate(sweep), best)
+    assert rows[-2].endswith("| NO |") and "chosen on dev (d300-first-x" in rows[-1] and rows[-1].endswith("| yes |")
+
+
+def test_d300_report_options_without_the_d300_csv_are_one_line_exit_2(tmp_path, capsys):
+    argv = ["report", "--csv", str(tmp_path / "r.csv"), "--out", str(tmp_path / "docs"),
+            "--first-d300", str(tmp_path / "g.json"), "--energy-d300", str(tmp_path / "e.md")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "slimtext report: error: --first-d300, --energy-d300 need(s) --csv-d300"
+    assert not (tmp_path / "docs").exists()

@@ -160,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--csv-d300", type=Path, default=None, help="a d = 300 sweep's results CSV: its own section")
     o.add_argument("--timing-d300", type=Path, default=None, help="the d = 300 sweep's timing.json")
     o.add_argument("--config-d300", type=Path, default=None, help="the d = 300 sweep's config.json or grid")
+    o.add_argument("--first-d300", type=Path, nargs="*", default=[],
+                   help="pilot grids of the d = 300 first training (each with its own train entry and CSV)")
+    o.add_argument("--energy-d300", type=Path, default=None, help="python -m training.energy's table, quoted")
     o.add_argument("--fasttext", type=Path, default=Path("docs/fasttext.csv"),
                    help="fastText results (dataset,model,dim,bigrams,quantized,seed,test_acc,bytes); "
                    "'–' in the d = 300 headline where absent")
@@ -332,8 +335,12 @@ def _sweep(args) -> int:
 def _report(args) -> int:
     from training.report import write_report
 
+    given = [f"--{k.replace('_', '-')}" for k in ("timing_d300", "config_d300", "first_d300", "energy_d300")
+             if getattr(args, k)]
+    if given and not args.csv_d300:
+        raise ValueError(f"{', '.join(given)} need(s) --csv-d300")
     d300 = {"csv": args.csv_d300, "timing": args.timing_d300, "config": args.config_d300,
-            "fasttext": args.fasttext} if args.csv_d300 else None
+            "fasttext": args.fasttext, "first": args.first_d300, "energy": args.energy_d300} if args.csv_d300 else None
     paths = write_report(args.csv, args.out, args.timing, args.config, d300)
     print("\n".join(str(p) for p in paths))
     return 0

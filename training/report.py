@@ -352,8 +352,20 @@ def timing_lines(timing: str | Path | None) -> list[str]:
     runs = t.get("runs", [])
     each = [f"{r['seconds'] / 60:.1f} min for {r.get('cells_run', '?')} cells" for r in runs]
     parts = f" ({len(runs)} invocations: {', '.join(each)})" if len(runs) > 1 else ""
+    note = f" {t['note']}" if t.get("note") else ""
     return [f"Sweep wall time: {t['seconds'] / 60:.1f} min for {t['cells']} cells{parts}, {t['workers']} worker "
-            "processes with 1 torch thread each, on a 2-core machine shared with other jobs.", ""]
+            f"processes with 1 torch thread each, on a 2-core machine shared with other jobs.{note}", ""]
+
+
+def cell_time_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The cells' own measured times (the CSV's `seconds`), summed per model: what one worker spends end to end."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        per[r["model"]].append(float(r.get("seconds") or 0.0))
+    parts = ", ".join(f"{m} {sum(v) / 60:.0f} min over {len(v)} cells" for m, v in sorted(per.items()))
+    total = sum(sum(v) for v in per.values())
+    return [f"The cells' own times (training included in the first cell that needs a model) add up to "
+            f"{total / 60:.0f} min ({parts}): the wall time of one worker running them one after another.", ""]
 
 
 def read_config(config: str | Path | None) -> dict[str, Any] | None:
@@ -367,8 +379,8 @@ def read_config(config: str | Path | None) -> dict[str, Any] | None:
 
 def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path | None = None,
                  config: str | Path | None = None, d300: dict[str, Path | None] | None = None) -> list[Path]:
-    """`d300` (keys csv, timing, config, fasttext): a second sweep at d = 300, reported in its own section
-    after the d = 50 one and drawn dashed in the same plots."""
+    """`d300` (keys csv, timing, config, fasttext, first, energy): a second sweep at d = 300, reported in its
+    own section after the d = 50 one and drawn dashed in the same plots."""
     csv_path, out_dir = Path(csv_path), Path(out_dir)
     rows = load_rows(csv_path)
     if not rows:
@@ -448,10 +460,10 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
     if agg300:
         from training.report_d300 import section
 
-        intro = timing_lines(d300.get("timing"))
+        intro = timing_lines(d300.get("timing")) + cell_time_lines(rows300)
         if (cfg := read_config(d300.get("config"))) is not None:
             intro += [line.replace("## What ran", "## d = 300: what ran") for line in scope_section(cfg)]
-        lines += section(agg300, rows300, d300.get("fasttext"), intro, cfg)
+        lines += section(agg300, rows300, d300.get("fasttext"), intro, cfg, d300.get("first"), d300.get("energy"))
     lines += ["## Plots", ""]
     if agg300:
         lines += ["Solid lines and black stars: d = 50 (GloVe 6B-50d); dashed lines and grey stars: d = 300 "

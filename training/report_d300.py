@@ -8,6 +8,7 @@ recipe that differs from the d = 50 one is labelled where it appears.
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -19,14 +20,66 @@ DATASETS = ["sst2", "sst5", "trec", "mr", "subj"]
 # the d = 300 re-training recipe per model, chosen on SST-2 dev over 3 seeds (docs/results.md says the figures):
 # the DAN re-trains without word dropout; the others keep the d = 50 recipe
 RECIPE = {"dan": "online-nowd"}
+# the variants of each model's recipe tried where it missed a goal: on a dataset where one ran on at least as
+# many seeds and has the better mean dev accuracy, it is that dataset's recipe (chosen on dev, labelled)
+FAMILY = {"dan": ["online-nowd", "online-nowd-long", "online-nowd-pure", "online-nowd-plain"],
+          "cnn": ["online", "online-long", "online-pure", "online-plain", "online-mild"]}
 
 
 def recipe(agg: dict[Key, Stats], ds: str, model: str) -> tuple[str, str]:
-    """(low-rank method, its int8 method) for `model` on `ds`: the d = 300 recipe where it ran, else `online`."""
+    """(low-rank method, its int8 method) for `model` on `ds`: the d = 300 recipe where it ran, else `online`;
+    a variant of it (FAMILY) instead where that one has the better mean dev accuracy on as many seeds."""
     name = RECIPE.get(model, "online")
     if (ds, "train", model, name, 0.9) not in agg:
         name = "online"
+    base = agg.get((ds, "train", model, name, 0.9))
+    if base is not None:
+        rivals = [(st.dev_mean, m) for m in FAMILY.get(model, []) if m != name
+                  and (st := agg.get((ds, "train", model, m, 0.9))) is not None and st.n >= base.n]
+        if rivals and max(rivals)[0] > base.dev_mean:
+            name = max(rivals)[1]
     return name, f"{name}+int8"
+
+
+def _describe(fit: Any) -> str:
+    how = f"Adam lr {fit.lr:g}" if fit.schedule == "adam" else (
+        f"{fit.schedule.upper()} {fit.lr_low:g}..{fit.lr_high:g}" if fit.schedule in ("calr", "clr")
+        else f"{fit.schedule} lr {fit.lr:g}")
+    return f"{how}, {fit.epochs} epochs, batch {fit.batch_size}"
+
+
+def first_training(agg: dict[Key, Stats], config: dict[str, Any] | None, grids: list[Path],
+                   ds: str = "sst2", model: str = "dan") -> tuple[list[str], tuple[str, Stats] | None]:
+    """The full model's first training: the sweep's recipe against the pilot grids (each a sweep grid with its
+    own `train` entry and CSV), dev and test accuracy, and the low-rank model re-trained from each where it ran.
+    Returns the table and (label, full-model stats) of the configuration with the best mean dev accuracy."""
+    from training.report import aggregate, load_rows
+    from training.sweep import SweepConfig
+
+    cands: list[tuple[str, dict[Key, Stats]]] = []
+    if config is not None:
+        cands.append((f"sweep: {_describe(SweepConfig.model_validate(config).fit_config('train', ds, model))}", agg))
+    for g in grids:
+        cfg = SweepConfig.model_validate(json.loads(Path(g).read_text()))
+        if cfg.csv_path.exists():
+            cands.append((f"{Path(g).stem}: {_describe(cfg.fit_config('train', ds, model))}",
+                          aggregate(load_rows(cfg.csv_path))))
+    out = ["| first training | seeds | full dev (%) | full test (%) | low-rank 90% test (%) | loss (points) |",
+           "|---|---|---|---|---|---|"]
+    best: tuple[float, str, Stats] | None = None
+    for label, a in cands:
+        full = a.get((ds, "train", model, "full", None))
+        if full is None:
+            continue
+        low, _ = recipe(a, ds, model)
+        online = a.get((ds, "train", model, low, 0.9))
+        lr = f"{online.fmt()} ({low})" if online else "–"
+        loss = f"{full.test_mean - online.test_mean:+.2f}" if online else "–"
+        out.append(f"| {label} | {', '.join(str(r['seed']) for r in full.rows)} | {full.fmt('dev')} | {full.fmt()} "
+                   f"| {lr} | {loss} |")
+        if full.n >= 3 and (best is None or full.dev_mean > best[0]):
+            best = (full.dev_mean, label, full)
+    return out, (best[1], best[2]) if best else None
 FASTTEXT_COLUMNS = ["dataset", "model", "dim", "bigrams", "quantized", "seed", "test_acc", "bytes"]
 
 
@@ -109,7 +162,7 @@ def beats_ftz(agg: dict[Key, Stats], fasttext: dict[tuple[str, bool], dict[str, 
     return out
 
 
-def goals(agg: dict[Key, Stats]) -> list[str]:
+def goals(agg: dict[Key, Stats], first: tuple[str, Stats] | None = None) -> list[str]:
     """The issue's goals at d = 300, each with its numbers and a yes / NO."""
     out = ["| goal | dataset | model | figures | holds |", "|---|---|---|---|---|"]
     for model in ("dan", "cnn"):
@@ -133,8 +186,29 @@ def goals(agg: dict[Key, Stats]) -> list[str]:
                            f"{q.first['embedding_bytes_reduction']:.1%}) | {'yes' if loss <= 1.0 else 'NO'} |")
     full = _get(agg, "sst2", "dan", "full", None)
     if full:
-        out.append(f"| full DAN ≥ 83.0 | sst2 | dan | {full.fmt()} ({full.n} seeds) | "
+        out.append(f"| full DAN ≥ 83.0 | sst2 | dan | sweep's first training: {full.fmt()} ({full.n} seeds) | "
                    f"{'yes' if full.test_mean >= 83.0 else 'NO'} |")
+    if first is not None and first[1] is not full:
+        label, st = first
+        out.append(f"| full DAN ≥ 83.0 | sst2 | dan | first training chosen on dev ({label}): {st.fmt()} "
+                   f"({st.n} seeds) | {'yes' if st.test_mean >= 83.0 else 'NO'} |")
+    return out
+
+
+def tried(agg: dict[Key, Stats]) -> list[str]:
+    """Per model and dataset, the re-training recipes that ran at 90% (seeds), with dev and test means."""
+    from training.report import ONLINE_RECIPES
+
+    names = list(dict.fromkeys([*ONLINE_RECIPES, *(m for f in FAMILY.values() for m in f)]))
+    out = []
+    for model in ("dan", "cnn", "bilstm"):
+        for ds in _order({k[0] for k in agg if k[2] == model}, DATASETS):
+            ran = [(m, st) for m in names if (st := _get(agg, ds, model, m, 0.9))]
+            if len(ran) > 1:
+                chosen = recipe(agg, ds, model)[0]
+                out.append(f"- {model} {ds}: " + "; ".join(
+                    f"{'**' + m + '**' if m == chosen else m} dev {st.dev_mean:.2f} / test {st.test_mean:.2f} "
+                    f"({st.n} seed{'s' if st.n > 1 else ''})" for m, st in ran))
     return out
 
 
@@ -161,7 +235,8 @@ def coverage(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
 
 
 def section(agg: dict[Key, Stats], rows: list[dict[str, Any]], fasttext_path: str | Path | None,
-            intro: list[str], config: dict[str, Any] | None = None) -> list[str]:
+            intro: list[str], config: dict[str, Any] | None = None, first_grids: list[Path] | None = None,
+            energy: Path | None = None) -> list[str]:
     dims = sorted({r["dim"] for r in rows})
     ft = load_fasttext(fasttext_path)
     lines = [f"# d = {', '.join(map(str, dims))}: spaCy's 300-d en_vectors (`--vectors spacy300`)", "",
@@ -182,11 +257,23 @@ def section(agg: dict[Key, Stats], rows: list[dict[str, Any]], fasttext_path: st
     if ft:
         lines += ["Where slimtext's low-rank model beats fastText's `.ftz` at fewer bytes:", ""]
         lines += beats_ftz(agg, ft) + [""]
-    lines += ["## d = 300 goals (issue 11, item 3)", ""] + goals(agg) + [""]
-    lines += ["Tried against the 90% gap: the re-training recipes of the pilot table below (CALR peak, distillation "
-              "weight and temperature, no distillation, twice the epochs, no word dropout). Not tried at d = 300: "
-              "energy-based rank (online-e60/e80 exist), and any change to the first training of the full model "
-              "(the SST-2 ≥ 83.0 goal).", ""]
+    first_table, first = first_training(agg, config, list(first_grids or []))
+    lines += ["## d = 300 goals (issue 11, item 3)", ""] + goals(agg, first) + [""]
+    lines += ["What was tried against the gaps:", "",
+              "1. **Re-training recipes** at 90% (CALR peak, distillation weight and temperature, no distillation, "
+              "twice the epochs, word dropout on or off). Where a variant of a model's recipe ran on as many seeds "
+              "and has the better mean dev accuracy on a dataset, it is that dataset's recipe (in bold; the goals "
+              "and headline use it):", ""] + tried(agg) + [""]
+    if len(first_table) > 2:
+        lines += ["2. **The full model's first training** (SST-2 DAN; the configuration with the best mean dev "
+                  "accuracy over 3 seeds is the one the goal row 'chosen on dev' reads; each pilot is a grid "
+                  "training/grids/d300-first-*.json):", ""] + first_table + [""]
+    if energy is not None and Path(energy).exists():
+        table = [line for line in Path(energy).read_text().splitlines() if line.startswith("|")]
+        lines += ["3. **Energy-based rank** (from docs/energy-d300.md, `make energy-d300`): at 90% the rank from "
+                  "the formula keeps the share of the embedding's energy in the sixth column; where an energy share "
+                  "needs a larger rank than the 90% one, a rule keeping that share cannot meet the 90% target:", ""]
+        lines += table + [""]
     pilots = [m for m in ONLINE_RECIPES if ("sst2", "train", "dan", m, 0.9) in agg]
     if len(pilots) > 1:
         lines += ["## d = 300 re-training recipe, chosen on SST-2 dev (DAN, 90%)", "",
