@@ -141,8 +141,10 @@ def headline_d300(agg: dict[Key, Stats], fasttext: dict[tuple[str, bool], dict[s
         ft = [fasttext.get((ds, q)) for q in (False, True)]
         ft_cells = [f"{f['acc']:.2f} ({_kb(f['bytes'])}; {f['label']})" if f else "–" for f in ft]
         n = min((st.n for st in (full, online) if st), default=0)
-        out.append(f"| {ds} | {_cell(full)} | {_cell(online)} | {delta} | {_cell(_get(agg, ds, model, 'int8', None))} "
-                   f"| {_cell(_get(agg, ds, model, low_q, 0.9))} | {ft_cells[0]} | {ft_cells[1]} | {n} |")
+        tag = f" `{low}`" if online and low != RECIPE.get(model, "online") else ""  # a recipe chosen on dev
+        out.append(f"| {ds} | {_cell(full)} | {_cell(online)}{tag} | {delta} "
+                   f"| {_cell(_get(agg, ds, model, 'int8', None))} | {_cell(_get(agg, ds, model, low_q, 0.9))}{tag} "
+                   f"| {ft_cells[0]} | {ft_cells[1]} | {n} |")
     return out
 
 
