@@ -36,7 +36,7 @@ def recipe(agg: dict[Key, Stats], ds: str, model: str) -> tuple[str, str]:
     if base is not None:
         rivals = [(st.dev_mean, m) for m in FAMILY.get(model, []) if m != name
                   and (st := agg.get((ds, "train", model, m, 0.9))) is not None and st.n >= base.n]
-        if rivals and max(rivals)[0] > base.dev_mean:
+        if rivals and max(rivals)[0] > base.dev_mean + 1e-6:  # a tie on dev keeps the recipe
             name = max(rivals)[1]
     return name, f"{name}+int8"
 
@@ -156,7 +156,8 @@ def beats_ftz(agg: dict[Key, Stats], fasttext: dict[tuple[str, bool], dict[str, 
         if ftz is None:
             continue
         wins = [f"{model} {m} {st.test_mean:.2f} at {_kb(st.first['model_bytes'])}"
-                for model in ("dan", "cnn", "bilstm") for m in ("online", "online+int8", *recipe(agg, ds, model))
+                for model in ("dan", "cnn", "bilstm")
+                for m in dict.fromkeys(("online", "online+int8", *recipe(agg, ds, model)))
                 if (st := _get(agg, ds, model, m, 0.9)) and st.test_mean > ftz["acc"]
                 and st.first["model_bytes"] < ftz["bytes"]]
         verdict = "; ".join(wins) if wins else "no low-rank model is both more accurate and smaller"
@@ -176,7 +177,7 @@ def goals(agg: dict[Key, Stats], first: tuple[str, Stats] | None = None) -> list
                 alt = ""
                 if low != "online" and (st := _get(agg, ds, model, "online", 0.9)):
                     alt = (f"; d = 50 recipe `online`: {st.test_mean:.2f} (loss {full.test_mean - st.test_mean:+.2f}, "
-                           f"{st.n} seeds)")
+                           f"{st.n} seed{'s' if st.n > 1 else ''})")
                 out.append(f"| 90% loss ≤ 0.5 | {ds} | {model} | full {full.test_mean:.2f}, "
                            f"{low} {online.test_mean:.2f} (loss {loss:+.2f}, {online.n} seeds){alt} | "
                            f"{'yes' if loss <= 0.5 else 'NO'} |")
