@@ -36,7 +36,7 @@ def recipe(agg: dict[Key, Stats], ds: str, model: str) -> tuple[str, str]:
     if base is not None:
         rivals = [(st.dev_mean, m) for m in FAMILY.get(model, []) if m != name
                   and (st := agg.get((ds, "train", model, m, 0.9))) is not None and st.n >= base.n]
-        if rivals and max(rivals)[0] > base.dev_mean + 1e-6:  # a tie on dev keeps the recipe
+        if rivals and max(rivals)[0] > base.dev_mean + 1e-3:  # a tie on dev (float32 accuracies) keeps the recipe
             name = max(rivals)[1]
     return name, f"{name}+int8"
 
