@@ -84,12 +84,16 @@ FASTTEXT_COLUMNS = ["dataset", "model", "dim", "bigrams", "quantized", "seed", "
 
 
 def plotted(agg: dict[Key, Stats]) -> dict[Key, Stats]:
-    """The d = 300 points the plots draw: each model's d = 300 recipe on the `online` curves (the d = 50 recipe's
-    points dropped where the d = 300 one ran), so each curve holds one recipe."""
+    """The d = 300 points the plots draw: on the `online` curves, each model's d = 300 recipe (at 90% the one chosen
+    on dev for the dataset; at the other reductions the model's recipe, which the reduction sweep ran), the d = 50
+    recipe's points dropped where another one ran, so each point holds one recipe."""
     out = {}
     for k, st in agg.items():
         ds, vocab, model, method, p = k
-        low, low_q = recipe(agg, ds, model)
+        low = recipe(agg, ds, model)[0] if p == 0.9 else RECIPE.get(model, "online")
+        if (ds, vocab, model, low, p) not in agg:
+            low = "online"
+        low_q = f"{low}+int8"
         if method in ("online", "online+int8") and low != "online":
             continue
         out[(ds, vocab, model, {low: "online", low_q: "online+int8"}.get(method, method), p)] = st
