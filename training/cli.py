@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    main_methods = [m for m in ("full", "online", "online-nowd", "noretrain", "offline", "int8", "int4", "online+int8",
+                                "online-nowd+int8") if m in methods]
+    method_help = (f"compression method: {', '.join(main_methods)}, or one of the {len(methods) - len(main_methods)} "
+                   "recipe, rank, quantization and schedule variants in training/methods.py (a wrong name lists all)")
+
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
 
@@ -94,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     _data_args(r, dataset="sst2")
     r.add_argument("--model", default="dan", choices=models)
     r.add_argument("--method", default="online", choices=methods, metavar="METHOD",
-                   help=f"compression method: {', '.join(methods)}")
+                   help=method_help)
     r.add_argument("--reduction", type=float, default=0.9, help="target embedding reduction p in (0, 1)")
     r.add_argument("--out", type=Path, default=Path("models"), help="models folder to write into")
     r.add_argument("--name", default=None, help="artifact name prefix (default <dataset>-<model>)")
@@ -118,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     c = command("compress", "compress a trained run (see --method)")
     c.add_argument("--run", type=Path, required=True, help="a `train` run folder")
     c.add_argument("--method", default="online", choices=methods, metavar="METHOD",
-                   help=f"compression method: {', '.join(methods)}")
+                   help=method_help)
     c.add_argument("--reduction", type=float, default=None, help="target embedding reduction p (low-rank methods)")
     c.add_argument("--retrain-epochs", type=int, default=None)
     c.add_argument("--out", type=Path, required=True, help="run folder to write")
