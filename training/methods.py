@@ -184,8 +184,6 @@ register_kind(MethodKind("quant", _quant, quantizes=True))
 register_kind(MethodKind("online_quant", _online_quant, low_rank=True, retrains=True, quantizes=True))
 
 _NO_KD = {"distill_alpha": 0.0}
-# the d = 300 DAN recipe (no word dropout) crossed with the other re-training knobs, for the datasets where it
-# misses the goal (chosen per dataset on dev)
 _RECIPE_VARIANTS = [  # the d = 50 pilots of the re-training recipe (online's CALR + distillation, one knob changed)
     Method(name="online-plain", kind="online", retrain=_NO_KD),  # without distillation
     Method(name="online-long", kind="online", retrain={"epochs": 30}),  # twice the re-training
@@ -193,6 +191,7 @@ _RECIPE_VARIANTS = [  # the d = 50 pilots of the re-training recipe (online's CA
     Method(name="online-mild", kind="online", retrain={"distill_alpha": 0.5, "distill_temperature": 2.0}),
     Method(name="online-pure", kind="online", retrain={"distill_alpha": 1.0}),  # teacher's soft targets only
 ]
+# the d = 300 DAN recipe (no word dropout) crossed with the other re-training knobs (chosen per dataset on dev)
 _NOWD_VARIANTS = [
     Method(name="online-nowd-long", kind="online", word_dropout=0.0, retrain={"epochs": 30}),
     Method(name="online-nowd-pure", kind="online", word_dropout=0.0, retrain={"distill_alpha": 1.0}),

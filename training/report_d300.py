@@ -20,8 +20,8 @@ DATASETS = ["sst2", "sst5", "trec", "mr", "subj"]
 # the d = 300 re-training recipe per model, chosen on SST-2 dev over 3 seeds (docs/results.md says the figures):
 # the DAN re-trains without word dropout; the others keep the d = 50 recipe
 RECIPE = {"dan": "online-nowd"}
-# the variants of each model's recipe tried where it missed a goal: on a dataset where one ran on at least as
-# many seeds and has the better mean dev accuracy, it is that dataset's recipe (chosen on dev, labelled)
+# each model's recipe and its variants: on a dataset where a variant ran on at least as many seeds and has the
+# better mean dev accuracy, it is that dataset's recipe (chosen on dev, labelled)
 FAMILY = {"dan": ["online-nowd", "online-nowd-long", "online-nowd-pure", "online-nowd-plain"],
           "cnn": ["online", "online-long", "online-pure", "online-plain", "online-mild"]}
 
@@ -73,13 +73,15 @@ def first_training(agg: dict[Key, Stats], config: dict[str, Any] | None, grids: 
             continue
         low, _ = recipe(a, ds, model)
         online = a.get((ds, "train", model, low, 0.9))
-        lr = f"{online.fmt()} ({low})" if online else "–"
+        low_cell = f"{online.fmt()} ({low})" if online else "–"
         loss = f"{full.test_mean - online.test_mean:+.2f}" if online else "–"
         out.append(f"| {label} | {', '.join(str(r['seed']) for r in full.rows)} | {full.fmt('dev')} | {full.fmt()} "
-                   f"| {lr} | {loss} |")
+                   f"| {low_cell} | {loss} |")
         if full.n >= 3 and (best is None or full.dev_mean > best[0]):
             best = (full.dev_mean, label, full)
     return out, (best[1], best[2]) if best else None
+
+
 FASTTEXT_COLUMNS = ["dataset", "model", "dim", "bigrams", "quantized", "seed", "test_acc", "bytes"]
 
 
