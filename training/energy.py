@@ -19,6 +19,7 @@ import torch
 
 from training.checkpoint import load_model
 from training.lowrank import rank_for_energy, rank_for_reduction
+from training.report_d300 import DATASETS
 
 ENERGIES = (0.5, 0.6, 0.8, 0.9)
 
@@ -52,7 +53,7 @@ def table(rows: dict[tuple[str, str], list[dict]], reduction: float) -> list[str
     out = [f"| dataset | model | seeds | \\|V\\| × d | k at {reduction:.0%} | energy kept at that k | "
            + " | ".join(f"k for {e:.0%} energy (reduction)" for e in ENERGIES) + " |",
            "|---|---|---|---|---|---|" + "---|" * len(ENERGIES)]
-    order = {name: i for i, name in enumerate(["sst2", "sst5", "trec", "mr", "subj"])}
+    order = {name: i for i, name in enumerate(DATASETS)}
     for (ds, model), rs in sorted(rows.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 99), kv[0][0])):
         mean = {key: statistics.fmean(r[key] for r in rs) for key in rs[0]}
         cells = " | ".join(f"{mean[f'k@{e:g}']:.0f} ({mean[f'reduction@{e:g}']:.1%})" for e in ENERGIES)
