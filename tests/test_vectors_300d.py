@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.accuracy import main as accuracy_main
 from tests.test_spacy_vectors import make_wheel
 from training.cli import main
 from training.lowrank import rank_for_reduction
@@ -38,25 +41,42 @@ def tiny(tmp_path_factory):
     return root, folder, wheel
 
 
+def make_run_recipe() -> str:
+    """The re-training method `make run` passes with its default 300-d vectors (the Makefile's RECIPE)."""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    found = re.search(r"^RECIPE\s*\?=\s*\$\(if \$\(filter spacy300,\$\(VECTORS\)\),([a-z0-9+-]+),", makefile, re.M)
+    assert found, "the Makefile's RECIPE line changed shape"
+    return found.group(1)
+
+
 def test_run_at_d300_exports_full_lowrank_int8_and_records_the_vectors(tiny, tmp_path, capsys):
     root, folder, wheel = tiny
-    out = tmp_path / "models"
+    recipe = make_run_recipe()
+    out = tmp_path / "runs" / f"spacy300-{recipe}" / "seed0"  # bench.accuracy's layout
     rc = main(["run", "--data", str(folder), "--vectors", "spacy300", "--vectors-path", str(wheel),
-               "--method", "online-nowd", "--epochs", "2", "--retrain-epochs", "1", "--out", str(out), "--name", "t",
+               "--method", recipe, "--epochs", "2", "--retrain-epochs", "1", "--out", str(out), "--name", "tiny-dan",
                "--json", "--threads", "1"])
     assert rc == 0
     printed = capsys.readouterr().out
     manifests = {m["name"]: m for m in json.loads(printed[printed.index("\n[") + 1:])}  # after the progress log
-    assert set(manifests) == {"t-full", "t-lowrank", "t-int8"}
-    full, low, int8 = manifests["t-full"], manifests["t-lowrank"], manifests["t-int8"]
+    assert set(manifests) == {"tiny-dan-full", "tiny-dan-lowrank", "tiny-dan-int8"}
+    full, low, int8 = manifests["tiny-dan-full"], manifests["tiny-dan-lowrank"], manifests["tiny-dan-int8"]
     assert full["embedding_dim"] == low["embedding_dim"] == 300
-    vocab = json.loads((out / "t-full" / "vocab.json").read_text())
+    vocab = json.loads((out / "tiny-dan-full" / "vocab.json").read_text())
     v = len(vocab["itos"]) if isinstance(vocab, dict) else len(vocab)
     assert full["rank"] is None and low["rank"] == rank_for_reduction(v, 300, 0.9)
     assert low["onnx_bytes"] < full["onnx_bytes"] and int8["quantization"]
-    assert low["method"] == "online-nowd"  # the d = 300 recipe, served as <prefix>-lowrank
-    recorded = json.loads((out / "t-full" / "manifest.json").read_text())["training"]["data"]
+    assert low["method"] == recipe  # make run's d = 300 recipe, served as <prefix>-lowrank
+    recorded = json.loads((out / "tiny-dan-full" / "manifest.json").read_text())["training"]["data"]
     assert recorded["vectors"] == "spacy300" and recorded["vectors_path"] == str(wheel)
+    # `make accuracy`'s report of these folders (found in place, so nothing re-runs) names what make run did
+    doc = tmp_path / "accuracy.md"
+    assert accuracy_main(["--dataset", "tiny", "--seeds", "0", "--vectors", "spacy300", "--method", recipe,
+                          "--runs", str(tmp_path / "runs"), "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert f"d = 300, k = {low['rank']}" in text
+    assert f"vectors spacy300; the lowrank model re-trained with `{recipe}`" in text
+    assert f"| tiny-dan-lowrank | {low['onnx_bytes']:,} | {100 * low['accuracy']['test']:.2f} ± 0.00 |" in text
 
 
 @pytest.mark.parametrize(("extra", "names"), [

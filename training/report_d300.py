@@ -23,7 +23,7 @@ RECIPE = {"dan": "online-nowd"}
 # each model's recipe and its variants: on a dataset where a variant ran on at least as many seeds and has the
 # better mean dev accuracy, it is that dataset's recipe (chosen on dev, labelled)
 FAMILY = {"dan": ["online-nowd", "online-nowd-long", "online-nowd-pure", "online-nowd-plain"],
-          "cnn": ["online", "online-long", "online-pure", "online-plain", "online-mild"]}
+          "cnn": ["online", "online-long", "online-10ep", "online-pure", "online-plain", "online-mild"]}
 
 
 def recipe(agg: dict[Key, Stats], ds: str, model: str) -> tuple[str, str]:
