@@ -212,8 +212,8 @@ def report(cells: dict[str, list[dict]], results_csv: Path, vocab: dict[str, int
            "seed, is written once per dataset and dim). Test accuracy: mean ± std over seeds (fastText `seed` = "
            "seed + 1: its std::minstd_rand takes seed 0 as 1, so seeds 0 and 1 would train the same model) "
            f"{[r['seed'] for r in next(iter(cells.values()))[0]['seeds']]}. Wall time: {seconds:.0f} s summed over the "
-           "(dataset, dim) cells (one thread each; this run's cells ran several at a time on a shared 2-core machine "
-           "at load 8–13, so CPU time was a fraction of that). Rows: docs/fasttext.csv.", "",
+           "(dataset, dim) cells (one thread each; more than their CPU time where cells shared the "
+           "machine with other work). Rows: docs/fasttext.csv.", "",
            "| dataset | dim | lr | .bin test acc % | .bin bytes | qnorm / cutoff | .ftz test acc % | .ftz bytes |",
            "|---|---|---|---|---|---|---|---|"]
     for ds, ds_cells in cells.items():

@@ -164,11 +164,17 @@ def test_report_has_a_d300_section_with_fasttext_columns_and_cell_coverage(tiny,
 
     ft = tmp_path / "fasttext.csv"
     ft.write_text("dataset,model,dim,bigrams,quantized,seed,test_acc,bytes\n"
-                  "tiny,fasttext,50,True,False,0,0.5,9000000\ntiny,fasttext,50,True,True,0,0.5,100\n")
+                  "tiny,fasttext,50,True,False,0,0.5,9000000\ntiny,fasttext,50,True,True,0,0.5,100\n"
+                  "tiny,fasttext,100,True,True,0,0.4,50000000\n")  # a second .ftz: less accurate, larger
     assert main([*argv[:-1], str(ft)]) == 0
     md = (docs / "results.md").read_text()
     assert "50.00 (9,000,000" not in md and "dim 50, bigrams" in md
-    assert "- tiny: .ftz 50.00 at 0 KiB — " in md
+    assert "| 50.00 (0 KiB; dim 50, bigrams) |" in md  # the headline's .ftz column: the more accurate one
+    assert "- tiny, .ftz dim 50, bigrams: 50.00 at 0 KiB — no low-rank model is smaller" in md
+    # every .ftz is compared, each against the models with fewer bytes than it
+    head = "- tiny, .ftz dim 100, bigrams: 40.00 at 47.68 MiB — "
+    ftz100 = next(line for line in md.splitlines() if line.startswith(head))
+    assert "dan online" in ftz100
 
 
 def _row(ds, model, method, seed, dev, test, p=0.9):
