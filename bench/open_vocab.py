@@ -236,7 +236,8 @@ def report(info: dict, seeds: list[SeedResult], exported: list[Exported]) -> str
            "SVD's and move with B. Re-training all of A would not change them (no gradient) and would cost a dense "
            f"{info['open_size']:,} × k update per step. The re-training epoch is chosen on dev read with the open "
            "vocabulary.",
-           "- Lowrank, projected: the training-vocabulary lowrank model (re-trained as `make run` does) plus one row "
+           "- Lowrank, projected: the training-vocabulary lowrank model (re-trained with the `online` recipe, word "
+           "dropout on; `make run` at d = 300 uses `online-nowd-pure`) plus one row "
            "of A for every other word, the least-squares fit of its pretrained vector through the trained B "
            "(a = v B⁺). No re-training at all, the same k, and the training words keep their rows, so every sentence "
            "without an out-of-training word gets the training-vocabulary lowrank model's answer.", "",
