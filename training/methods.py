@@ -197,7 +197,7 @@ _NOWD_VARIANTS = [
     Method(name="online-nowd-pure", kind="online", word_dropout=0.0, retrain={"distill_alpha": 1.0}),
     Method(name="online-nowd-plain", kind="online", word_dropout=0.0, retrain=_NO_KD),
 ]
-# the CNN's re-training doubled (5 -> 10 epochs; `online-long`'s 30 would be six times it, 15 min a seed here)
+# the CNN's re-training doubled (5 -> 10 epochs; `online-long`'s 30 epochs are six times the CNN's budget)
 _CNN_VARIANTS = [Method(name="online-10ep", kind="online", retrain={"epochs": 10})]
 for _m in [
     Method(name="full", kind="full"),
