@@ -26,16 +26,18 @@ FAMILY = {"dan": ["online-nowd", "online-nowd-long", "online-nowd-pure", "online
           "cnn": ["online", "online-long", "online-10ep", "online-pure", "online-plain", "online-mild"]}
 
 
-def recipe(agg: dict[Key, Stats], ds: str, model: str) -> tuple[str, str]:
-    """(low-rank method, its int8 method) for `model` on `ds`: the d = 300 recipe where it ran, else `online`;
-    a variant of it (FAMILY) instead where that one has the better mean dev accuracy on as many seeds."""
+def recipe(agg: dict[Key, Stats], ds: str, model: str, p: float | None = 0.9,
+           vocab: str = "train") -> tuple[str, str]:
+    """(low-rank method, its int8 method) for `model` on `ds` at reduction `p`: the d = 300 recipe where it ran,
+    else `online`; a variant of it (FAMILY) instead where that one has the better mean dev accuracy on as many
+    seeds."""
     name = RECIPE.get(model, "online")
-    if (ds, "train", model, name, 0.9) not in agg:
+    if (ds, vocab, model, name, p) not in agg:
         name = "online"
-    base = agg.get((ds, "train", model, name, 0.9))
+    base = agg.get((ds, vocab, model, name, p))
     if base is not None:
         rivals = [(st.dev_mean, m) for m in FAMILY.get(model, []) if m != name
-                  and (st := agg.get((ds, "train", model, m, 0.9))) is not None and st.n >= base.n]
+                  and (st := agg.get((ds, vocab, model, m, p))) is not None and st.n >= base.n]
         if rivals and max(rivals)[0] > base.dev_mean + 1e-3:  # a tie on dev (float32 accuracies) keeps the recipe
             name = max(rivals)[1]
     return name, f"{name}+int8"
@@ -86,16 +88,13 @@ FASTTEXT_COLUMNS = ["dataset", "model", "dim", "bigrams", "quantized", "seed", "
 
 
 def plotted(agg: dict[Key, Stats]) -> dict[Key, Stats]:
-    """The d = 300 points the plots draw: on the `online` curves, each model's d = 300 recipe (at 90% the one chosen
-    on dev for the dataset; at the other reductions the model's recipe, which the reduction sweep ran), the d = 50
-    recipe's points dropped where another one ran, so each point holds one recipe."""
+    """The d = 300 points the plots draw: on the `online` curves, each model's d = 300 recipe at that reduction (a
+    variant where it was chosen on dev: at 90%, where the variants ran), the d = 50 recipe's points dropped where
+    another one ran, so each point holds one recipe."""
     out = {}
     for k, st in agg.items():
         ds, vocab, model, method, p = k
-        low = recipe(agg, ds, model)[0] if p == 0.9 else RECIPE.get(model, "online")
-        if (ds, vocab, model, low, p) not in agg:
-            low = "online"
-        low_q = f"{low}+int8"
+        low, low_q = recipe(agg, ds, model, p, vocab)
         if method in ("online", "online+int8") and low != "online":
             continue
         out[(ds, vocab, model, {low: "online", low_q: "online+int8"}.get(method, method), p)] = st
