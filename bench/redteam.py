@@ -29,7 +29,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.server import LOOPBACK, ROOT, UvicornServer
+from bench import redteam_bounds as rb
+from bench.server import LOOPBACK, ROOT, UvicornServer, free_port
 
 PROBE_EVERY_S, PROBE_TIMEOUT_S = 0.25, 3.0
 HEAVY_TEXTS = ["!" * 4000] * 256  # max texts at 4,000 characters each: ~1 MB, under max_body_bytes
@@ -252,7 +253,8 @@ class RssSampler(threading.Thread):
             text = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             return 0.0
-        return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+        m = re.search(r"VmRSS:\s+(\d+)", text)  # none once the process has exited (a zombie)
+        return int(m.group(1)) / 1024 if m else 0.0
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -274,6 +276,11 @@ class Case:
     load: object  # function run in the client process: (port, **kwargs) -> dict
     kwargs: dict = field(default_factory=dict)
     needs_pid: bool = False
+    env: dict = field(default_factory=dict)  # server settings for this case
+    grpc: bool = False  # serve gRPC too; the load gets `port` = the gRPC port
+
+
+API_KEY = "redteam-key-0123456789abcdef"
 
 
 def cases(quick: bool) -> list[Case]:
@@ -292,11 +299,39 @@ def cases(quick: bool) -> list[Case]:
              {"idle": 200, "slow": 50, "seconds": 14}),
         Case("sigterm_64", "64 keep-alive clients in a loop, SIGTERM after 2 s", load_sigterm,
              {"conns": 64, "before_s": 2.0, "seconds": 20}, needs_pid=True),
+        # issue 24: framing, error bodies, route body caps, gRPC, decoders
+        Case("trailers_300mb", "8 clients in a loop: chunked POST /classify, then up to 300 MB of trailer fields",
+             rb.load_stream, {"kinds": ["trailers"], "clients": 8, "seconds": 10 * s, "total_bytes": 300_000_000}),
+        Case("trailers_health", "8 clients in a loop: GET /health/live with up to 200 MB of trailers",
+             rb.load_stream, {"kinds": ["trailers_health"], "clients": 8, "seconds": 10 * s,
+                              "total_bytes": 200_000_000}),
+        Case("trailers_nokey", "API keys on: 8 clients, POST /classify without a key, up to 300 MB of trailers",
+             rb.load_stream, {"kinds": ["trailers_nokey"], "clients": 8, "seconds": 10 * s,
+                              "total_bytes": 300_000_000}, env={"SLIMTEXT_API_KEYS": API_KEY}),
+        Case("chunk_ext", "8 clients in a loop: a chunk extension growing to 300 MB", rb.load_stream,
+             {"kinds": ["chunk_ext"], "clients": 8, "seconds": 10 * s, "total_bytes": 300_000_000}),
+        Case("validation_storm", "8 clients looping 1 MiB bodies of 500k integers (/classify and v2 JSON infer)",
+             rb.load_validation_storm, {"clients": 8, "seconds": 10 * s}),
+        Case("index_300mb", "8 clients in a loop: 300 MiB bodies to POST /v2/repository/index (Content-Length, "
+             "chunked)", rb.load_stream, {"kinds": ["index_length", "index_chunked"], "clients": 8,
+                                          "seconds": 10 * s, "total_bytes": 300 * 1_048_576}),
+        Case("binary_bomb", "16 clients looping 1 MiB v2 binary bodies of 262k zero-length BYTES elements",
+             rb.load_binary_bomb, {"clients": 16, "seconds": 10 * s}),
+        Case("grpc_500", "gRPC: 500 concurrent valid 1 MB ModelInfer calls over 8 connections, in a loop",
+             rb.load_grpc, {"kind": "valid_1mb", "concurrency": 500, "seconds": 10 * s}, grpc=True),
+        Case("grpc_texts_bomb", "gRPC: 16 concurrent calls of 262k zero-length texts, in a loop", rb.load_grpc,
+             {"kind": "texts_262k", "concurrency": 16, "seconds": 10 * s}, grpc=True),
+        Case("grpc_inputs_bomb", "gRPC: 100 concurrent calls of 100k empty input tensors, in a loop", rb.load_grpc,
+             {"kind": "inputs_100k", "concurrency": 100, "seconds": 10 * s}, grpc=True),
+        Case("frame_matrix", f"every route x framing once ({len(rb.ROUTES)} routes x {len(rb.FRAMINGS)} framings, "
+             "table below)", rb.frame_matrix),
     ]
 
 
 def run_case(case: Case, repo: Path, python: str, models_dir: Path, pool: ProcessPoolExecutor) -> dict:
-    srv = UvicornServer(models_dir, python=python, cwd=repo)
+    grpc_port = free_port() if case.grpc else None
+    env = {**case.env, **({"SLIMTEXT_GRPC_PORT": str(grpc_port)} if grpc_port else {})}
+    srv = UvicornServer(models_dir, python=python, cwd=repo, env=env)
     with srv:
         pid = srv.proc.pid
         base = RssSampler.rss_mb(pid)
@@ -305,10 +340,11 @@ def run_case(case: Case, repo: Path, python: str, models_dir: Path, pool: Proces
         probe.start()
         kwargs = {**case.kwargs, **({"pid": pid} if case.needs_pid else {})}
         t0 = time.monotonic()
-        result = pool.submit(case.load, srv.port, **kwargs).result(timeout=120)
+        result = pool.submit(case.load, grpc_port or srv.port, **kwargs).result(timeout=180)
         wall = time.monotonic() - t0
-        time.sleep(0.3)
-        out = {**result, **probe.stop(), "rss_base_mb": base, "rss_peak_mb": rss.stop(), "wall_s": wall}
+        time.sleep(1.0)
+        out = {**result, **probe.stop(), "rss_base_mb": base, "rss_peak_mb": rss.stop(),
+               "rss_after_mb": RssSampler.rss_mb(pid), "wall_s": wall}
         if case.needs_pid:
             try:
                 out["exit"] = srv.proc.wait(timeout=30)
@@ -338,7 +374,39 @@ def verdict(name: str, r: dict, rss_limit_mb: float) -> tuple[str, bool]:
     if name == "sigterm_64":
         return (f"lost {r['lost']}, answered {r['answered']}, closed cleanly {r['closed_cleanly']}, "
                 f"exit {r['exit']}", r["lost"] == 0 and r["exit"] == 0)
-    return json.dumps(r), True
+    return bounds_verdict(name, r, probes, probes_ok, rss_limit_mb)
+
+
+# the replies each issue-24 case may get (anything else, a 5xx or no reply, misses the goal)
+# ("0": the connection closed before a status line came, once the server had stopped reading; UNAVAILABLE: a
+# call refused at the HTTP/2 layer, REFUSED_STREAM past SLIMTEXT_GRPC_MAX_STREAMS streams on a connection)
+SHED = {"RESOURCE_EXHAUSTED", "UNAVAILABLE"}
+EXPECTED = {"trailers_300mb": {"431", "0"}, "trailers_health": {"431", "200", "0"},
+            "trailers_nokey": {"401", "431", "0"}, "chunk_ext": {"431", "0"}, "validation_storm": {"422"},
+            "index_300mb": {"413", "0"}, "binary_bomb": {"413"}, "grpc_500": {"OK", *SHED},
+            "grpc_texts_bomb": SHED, "grpc_inputs_bomb": {"INVALID_ARGUMENT", *SHED}}
+COUNTS = ("sent_bytes", "max_reply_bytes", "message_bytes", "connect_errors", "socket_errors")
+
+
+def bounds_verdict(name: str, r: dict, probes: str, probes_ok: bool, rss_limit_mb: float) -> tuple[str, bool]:
+    rss = f"RSS peak {r['rss_peak_mb']:.0f} MB, after {r.get('rss_after_mb', 0):.0f} MB"
+    rss_ok = r["rss_peak_mb"] < rss_limit_mb and r.get("rss_after_mb", 0) < rss_limit_mb
+    if name == "frame_matrix":
+        cells = {k: v for k, v in r.items() if "|" in k}
+        fives = [k for k, v in cells.items() if any(c.startswith("5") for c in v.split())]
+        return (f"{len(cells)} cells, {len(fives)} with a 5xx; {probes}; {rss}",
+                probes_ok and rss_ok and bool(cells) and not fives)
+    replies = {k: v for k, v in r.items() if k not in COUNTS and type(v) is int and not k.startswith("probe")
+               and not k.startswith("rss")}
+    codes = ", ".join(f"{k}: {v}" for k, v in sorted(replies.items()))
+    extra = ""
+    if "sent_bytes" in r:
+        extra = f"; {r['sent_bytes'] / 1e6:.1f} MB sent in all"
+    if "max_reply_bytes" in r:
+        extra += f"; largest reply {r['max_reply_bytes']:,} B"
+    replies_ok = bool(replies) and set(replies) <= EXPECTED.get(name, set(replies))
+    small_errors = r.get("max_reply_bytes", 0) < 4096
+    return (f"{probes}; {rss}; replies {codes}{extra}", probes_ok and rss_ok and replies_ok and small_errors)
 
 
 def run_all(repo: Path, python: str, models_dir: Path, quick: bool, only: list[str] | None) -> dict[str, dict]:
@@ -364,6 +432,7 @@ def render(after: dict, before: dict | None, rss_limit_mb: float) -> str:
         a, ok = verdict(case.name, after[case.name], rss_limit_mb)
         b = verdict(case.name, before[case.name], rss_limit_mb)[0] if before and case.name in before else "-"
         rows.append(f"| **{case.name}**: {case.what} | {b} | {a} | {'yes' if ok else '**no**'} |")
+    matrix = matrix_table(after.get("frame_matrix"), (before or {}).get("frame_matrix"))
     return "\n".join([
         MARK_START, "# Reliability: red team", "",
         "Generated by `make redteam` (`python -m bench.redteam`): each case starts a fresh `python -m service` "
@@ -374,7 +443,27 @@ def render(after: dict, before: dict | None, rss_limit_mb: float) -> str:
         "other jobs. *Before* is the checkout without the hardening (plain httptools protocol, no admission "
         "control, CPU work on the event loop); *after* is this one. "
         f"Goals: every probe < 1 s, RSS peak < {rss_limit_mb:.0f} MB, idle/slow connections closed, "
-        "nothing lost on SIGTERM.", "", *rows, "", MARK_END, ""])
+        "nothing lost on SIGTERM.", "", *rows, "", *matrix, MARK_END, ""])
+
+
+def matrix_table(after: dict | None, before: dict | None) -> list[str]:
+    """frame_matrix: one row per route, one column per framing; each cell the statuses seen (before -> after)."""
+    if not after:
+        return []
+    lines = ["## Every route x every framing (`frame_matrix`)", "",
+             "One connection per cell; the statuses in order (`close`: the server said Connection: close; "
+             "`reset`: it closed with no reply; `timeout`: no reply in 10 s). Bodies of 2 MiB are over every "
+             "route's cap (1 MiB inference, 16 KiB the rest); the trailers are 16 fields of 64 KiB. gRPC: the "
+             "grpc_* rows above, and every RPC has a 1 MiB message cap and the same admission slots.", "",
+             "| route | " + " | ".join(rb.FRAMINGS) + " |", "|---|" + "---|" * len(rb.FRAMINGS)]
+    for method, path in rb.ROUTES:
+        cells = []
+        for framing in rb.FRAMINGS:
+            key = f"{method} {path} | {framing}"
+            a = after.get(key, "-")
+            cells.append(f"{before[key]} → {a}" if before and key in before else a)
+        lines.append(f"| {method} {path} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def splice(path: Path, section: str) -> None:
@@ -405,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="case names to run")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--before-json", type=Path, help="reuse the 'before' results of an earlier --json file")
+    p.add_argument("--from-json", type=Path, help="run nothing: render the before and after of an earlier --json file")
     args = p.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        return report(saved["after"], saved["before"], args)
     if not (args.models_dir / "sst2-dan-lowrank").is_dir() and not any(args.models_dir.glob("*/manifest.json")):
         print(f"no models under {args.models_dir}; run `make models` first", file=sys.stderr)
         return 1
@@ -417,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     after = run_all(ROOT, sys.executable, args.models_dir, args.quick, args.only)
     if args.json:
         args.json.write_text(json.dumps({"before": before, "after": after}, indent=1))
+    return report(after, before, args)
+
+
+def report(after: dict, before: dict | None, args) -> int:
     section = render(after, before, args.rss_limit_mb)
     print(section)
     splice(args.out, section)

@@ -182,6 +182,15 @@ responses other than 200: {server_errors:.0f}. Ready afterwards: {alive}.
   that disagrees with the graph): an ERROR log line naming the file and the reason, that model not served,
   the others served; `SLIMTEXT_STRICT=true` makes any fault fatal.
 - SIGTERM with requests in flight: all complete with 200, new connections are refused, exit status 0.
+- Every byte bounded (tests/test_bounds.py, raw sockets and raw gRPC calls): 60 KB trailer fields on POST
+  /classify, GET /health/live and the repository index, and a chunk extension growing past the head cap, are cut
+  with 431 or a close before 12 MB are read; small trailers are accepted and dropped; a chunked body over the
+  inference cap gets 413; every
+  non-inference route refuses a 300 KB body (Content-Length or chunked) with 413, also behind
+  `Expect: 100-continue`; a 1 MiB list of 500k integers is one 422 under 4 KB; a binary tensor of 262k
+  empty texts gets 413 `too_many_texts`; `/health/ready` names no model; `/metrics` needs a key when only API
+  keys are set; gRPC refuses 50k inputs, 262k texts and bytes that do not parse, and sheds with
+  RESOURCE_EXHAUSTED when HTTP holds every admission slot.
 - No pickle anywhere in the serving or training code; model names match `^[a-z0-9][a-z0-9._-]{{0,63}}$`
   before any lookup; request limits on by default; the image runs as uid 10001.
 """

@@ -3,8 +3,10 @@
 - `SLIMTEXT_API_KEYS`: when set, inference (/classify, /v2/models/...), /models and any other route
   need one of these keys (or an admin key). Unset: those routes are open, as before.
 - `SLIMTEXT_ADMIN_KEYS`: when set, /metrics needs one of these, and only these unlock the admin view of
-  /models (training config, library versions, full error messages). Unset: /metrics is open and
-  nobody gets the admin view. The model repository API (/v2/repository/...: index, load, unload) needs an
+  /models (training config, library versions, full error messages). Unset: /metrics needs an API key when
+  API keys are set (it names every model, its kind and bytes, as /models does), else it is open; and
+  nobody gets the admin view. `SLIMTEXT_METRICS_PUBLIC=true` opens /metrics whatever the keys (a scraper on
+  a private network). The model repository API (/v2/repository/...: index, load, unload) needs an
   admin key when admin keys are set, else it is an inference route.
 - Health probes (/health/*, /v2/health/*, /v2), the model page (/ and /static/*, no data in them) and, when
   enabled, the docs (with their /docs-static/* assets) stay public.
@@ -52,10 +54,12 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
 
 
 class AuthGuard:
-    def __init__(self, api_keys: tuple[str, ...], admin_keys: tuple[str, ...], docs_public: bool = False):
+    def __init__(self, api_keys: tuple[str, ...], admin_keys: tuple[str, ...], docs_public: bool = False,
+                 metrics_public: bool = False):
         self.api_keys = tuple(k.encode() for k in api_keys)
         self.admin_keys = tuple(k.encode() for k in admin_keys)
-        self.public = PUBLIC_PATHS | (DOCS_PATHS if docs_public else frozenset())
+        self.public = (PUBLIC_PATHS | (DOCS_PATHS if docs_public else frozenset())
+                       | (ADMIN_PATHS if metrics_public else frozenset()))
         self.public_prefixes = PUBLIC_PREFIXES + (DOCS_PREFIXES if docs_public else ())
 
     @property
@@ -85,10 +89,8 @@ class AuthGuard:
         if is_admin:
             scope.setdefault("state", {})[ADMIN_STATE] = True
             return True
-        repository = path.startswith(ADMIN_PREFIXES)
-        if path in ADMIN_PATHS or (repository and self.admin_keys):
-            if not self.admin_keys:
-                return True
+        # with admin keys, /metrics and the repository API need one; without, an inference key (below) as /models
+        if self.admin_keys and (path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES)):
             if given is not None and self.api_keys and _matches(given, self.api_keys):
                 await _refuse(send, 403, "forbidden", "this route needs an admin key")
                 return False

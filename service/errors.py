@@ -39,9 +39,19 @@ def error_response(status: int, error: str, message: str, details: list | None =
                     headers=headers)
 
 
+MAX_ERROR_DETAILS = 10  # an error body lists at most this many problems (a 1 MiB body can hold 500k of them)
+
+
 def validation_details(errors: list[dict]) -> list[dict]:
-    """pydantic's errors without the echoed input (which may be megabytes) and with JSON-safe ctx."""
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    """The first MAX_ERROR_DETAILS of pydantic's errors, without the echoed input (which may be megabytes)."""
+    return [{"loc": [str(p)[:64] if isinstance(p, str) else p for p in e.get("loc", ())][:8],
+             "msg": str(e.get("msg", ""))[:200], "type": str(e.get("type", ""))[:64]}
+            for e in errors[:MAX_ERROR_DETAILS]]
+
+
+def validation_message(count: int) -> str:
+    shown = f"; the first {MAX_ERROR_DETAILS} in details" if count > MAX_ERROR_DETAILS else ""
+    return f"request does not match the schema ({count} error{'s' if count != 1 else ''}{shown})"
 
 
 def install(app: FastAPI) -> None:
@@ -51,8 +61,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, "invalid_request", "request does not match the schema",
-                              validation_details(list(exc.errors())))
+        errs = exc.errors()
+        return error_response(422, "invalid_request", validation_message(len(errs)), validation_details(list(errs)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -5,21 +5,32 @@ and calls the same `Classifier` core as `/v2/models/{name}/infer` (so limits, me
 shared). Stubs are generated from service/proto/open_inference_grpc.proto and committed.
 Texts go in as one BYTES tensor (`raw_input_contents` or `contents.bytes_contents`); `label` and
 `probabilities` come back in `raw_output_contents`, as Triton answers.
+
+Bounded like HTTP: every call is checked (API key, then admission control shared with HTTP: a slot among
+`max_in_flight` and `max_body_bytes` of the body budget) before its message is read, and shed with
+RESOURCE_EXHAUSTED (the handlers are registered as stream-unary, so gRPC does not read the message until the
+call asks for it); HTTP/2 streams per connection are capped (`SLIMTEXT_GRPC_MAX_STREAMS`). A message of
+`offload_min_body_bytes` or more is parsed (and its texts decoded) in the worker thread, never on the event
+loop; the number of inputs and of texts is checked before any text is decoded.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
 import orjson
 
 from service import v2_codec
+from service.admission import Admission
 from service.auth import AuthGuard, presented_key
 from service.classify import JSON, Classifier
 from service.errors import ApiError
+from service.offload import QueueFull
 from service.proto import open_inference_grpc_pb2 as pb
 from service.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from service.v2_stats import model_stats
@@ -33,30 +44,37 @@ _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           503: grpc.StatusCode.UNAVAILABLE}
 
 
-def _texts(tensor, raw: bytes | None) -> list[str]:
+def _texts(tensor, raw: bytes | None, max_texts: int) -> list[str]:
     if tensor.datatype != "BYTES":
         raise ApiError(422, "invalid_request", f"input {tensor.name!r}: datatype {tensor.datatype!r}; "
                                                "texts travel as BYTES")
     if raw is not None:
-        return v2_codec.decode_bytes_tensor(raw)
+        return v2_codec.decode_bytes_tensor(raw, max_texts)
+    if len(tensor.contents.bytes_contents) > max_texts:
+        raise v2_codec.too_many_texts(len(tensor.contents.bytes_contents), max_texts)
     try:
         return [b.decode("utf-8") for b in tensor.contents.bytes_contents]
     except UnicodeDecodeError as e:
         raise ApiError(400, "invalid_request", f"input {tensor.name!r}: an element is not UTF-8 text") from e
 
 
-def request_json(req: pb.ModelInferRequest) -> bytes:
+def request_json(req: pb.ModelInferRequest, max_texts: int) -> bytes:
     """The gRPC request as the REST JSON body the classifier core validates."""
+    if len(req.inputs) != 1:  # before anything is built from them (100k empty inputs are one error)
+        raise ApiError(422, "invalid_request", f"{len(req.inputs)} inputs; send one BYTES tensor of texts")
     if req.raw_input_contents and len(req.raw_input_contents) != len(req.inputs):
         raise ApiError(400, "invalid_request", f"{len(req.raw_input_contents)} raw_input_contents for "
                                                f"{len(req.inputs)} inputs")
     inputs = []
     for i, t in enumerate(req.inputs):
         raw = req.raw_input_contents[i] if req.raw_input_contents else None
-        inputs.append({"name": t.name, "shape": list(t.shape), "datatype": "BYTES", "data": _texts(t, raw)})
+        inputs.append({"name": t.name[:256], "shape": list(t.shape)[:4], "datatype": "BYTES",
+                       "data": _texts(t, raw, max_texts)})
     body: dict = {"inputs": inputs}
     if req.outputs:
-        body["outputs"] = [{"name": o.name} for o in req.outputs]
+        if len(req.outputs) > 2:
+            raise ApiError(422, "invalid_request", f"{len(req.outputs)} outputs requested; there are two")
+        body["outputs"] = [{"name": o.name[:64]} for o in req.outputs]
     if req.id:
         body["id"] = req.id
     return orjson.dumps(body)
@@ -121,10 +139,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tm(name="label", datatype="BYTES", shape=[-1]),
                      tm(name="probabilities", datatype="FP32", shape=[-1, len(model.classifier.labels)])])
 
-    async def ModelInfer(self, request, context):  # noqa: N802
+    async def ModelInfer(self, request: InferCall, context):  # noqa: N802 - parsed by parse_infer
         classifier = await _guard(context, self._classifier)
-        body = await _guard(context, request_json, request)
-        reply = await classifier.v2_infer(request.model_name, JSON, body, version=request.model_version or None)
+        reply = await classifier.v2_infer(request.model, JSON, request.body, version=request.version or None)
         if reply.status != 200:
             err = orjson.loads(reply.body)
             details = err.get("details") or []
@@ -185,40 +202,118 @@ async def _guard(context, fn, *args):
 
 PUBLIC_RPCS = frozenset({"ServerLive", "ServerReady"})  # the health probes, public like /v2/health/* over HTTP
 ADMIN_RPCS = frozenset({"RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"})  # like /v2/repository/
+SERVICE = "inference.GRPCInferenceService"
+RPCS = {  # method -> (request, response) message types, as in service/proto/open_inference_grpc.proto
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+    "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse),
+    "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
+    "ModelStatistics": (pb.ModelStatisticsRequest, pb.ModelStatisticsResponse),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
+}
 
 
-class KeyCheck(grpc.aio.ServerInterceptor):
-    """SLIMTEXT_API_KEYS over gRPC: metadata `authorization: Bearer <key>` or `x-api-key: <key>`, else
-    UNAUTHENTICATED before the call runs (the same keys and constant-time compare as HTTP, service/auth.py)."""
-
-    def __init__(self, guard: AuthGuard):
-        self.guard = guard
-
-    async def intercept_service(self, continuation, details):
-        if details.method.rsplit("/", 1)[-1] in PUBLIC_RPCS:
-            return await continuation(details)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in details.invocation_metadata or ()
-                   if isinstance(v, str)]
-        given = presented_key(headers)
-        method = details.method.rsplit("/", 1)[-1]
-        if method in ADMIN_RPCS and self.guard.admin_keys:
-            if self.guard.admin_allowed(given):
-                return await continuation(details)
-        elif self.guard.inference_allowed(given):
-            return await continuation(details)
-        return grpc.unary_unary_rpc_method_handler(_unauthenticated)
+def key_allowed(guard: AuthGuard | None, method: str, metadata) -> bool:
+    """SLIMTEXT_API_KEYS over gRPC: metadata `authorization: Bearer <key>` or `x-api-key: <key>` (the same keys
+    and constant-time compare as HTTP, service/auth.py); admin keys for the repository RPCs when set."""
+    if guard is None or not guard.active or method in PUBLIC_RPCS:
+        return True
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in metadata or () if isinstance(v, str)]
+    given = presented_key(headers)
+    if method in ADMIN_RPCS and guard.admin_keys:
+        return guard.admin_allowed(given)
+    return guard.inference_allowed(given)
 
 
-async def _unauthenticated(request, context):
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                        "missing or invalid API key (metadata 'authorization: Bearer <key>' or 'x-api-key: <key>')")
+@dataclass(frozen=True)
+class InferCall:
+    model: str
+    version: str
+    body: bytes  # the JSON body of the classifier core
 
 
-async def start(get_classifier: Callable[[], Classifier | None], host: str, port: int,
-                max_message_bytes: int, guard: AuthGuard) -> grpc.aio.Server:
-    options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options, interceptors=[KeyCheck(guard)] if guard.active else None)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(get_classifier), server)
+@dataclass(frozen=True)
+class Refusal:
+    code: grpc.StatusCode
+    message: str
+
+
+def parse(method: str, raw: bytes, max_texts: int):
+    """A call's message, parsed and (ModelInfer) checked and converted, or the Refusal to answer with. Runs in
+    the worker thread when large; returns rather than raises, so no traceback carries a parsed message (100k
+    tensors, megabytes) back to the event loop, where reference cycles kept them alive until a full GC."""
+    try:
+        request = RPCS[method][0].FromString(raw)
+        if method != "ModelInfer":
+            return request
+        return InferCall(request.model_name, request.model_version, request_json(request, max_texts))
+    except ApiError as e:
+        return Refusal(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
+    except Exception:  # protobuf's DecodeError and kin: the bytes are not this message
+        return Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"the {method} message does not parse")
+
+
+class Bounded:
+    """Every RPC as a stream-unary handler over raw bytes: key check and admission before the message is read,
+    parsing off the event loop when the message is large, the admission slot held until the call ends."""
+
+    def __init__(self, servicer: InferenceServicer, get_classifier: Callable[[], Classifier | None],
+                 admission: Admission, guard: AuthGuard | None, charge: int):
+        self.servicer, self._get, self.admission, self.guard = servicer, get_classifier, admission, guard
+        self.charge = charge  # body bytes charged to every call: its message may be up to this size
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        handlers = {name: grpc.stream_unary_rpc_method_handler(
+            functools.partial(self._call, name), request_deserializer=None,
+            response_serializer=response.SerializeToString) for name, (_, response) in RPCS.items()}
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+    async def _call(self, method: str, _messages, context):
+        if not key_allowed(self.guard, method, context.invocation_metadata()):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API key (metadata "
+                                "'authorization: Bearer <key>' or 'x-api-key: <key>')")
+        if not self.admission.try_admit(self.charge):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                "the server is at its configured capacity; retry later")
+        try:
+            raw = await context.read()  # unary on the wire: one message (not the iterator: it would keep it)
+            request = await self._parse(method, raw)
+            del raw  # an abort's traceback keeps this frame: it must not keep the message (see `parse`)
+            if isinstance(request, Refusal):
+                await context.abort(request.code, request.message)
+            return await getattr(self.servicer, method)(request, context)
+        finally:
+            self.admission.release(self.charge)
+
+    async def _parse(self, method: str, raw: object) -> object:
+        """The parsed request, or the Refusal to answer with."""
+        classifier = self._get()
+        if not isinstance(raw, bytes):  # grpc.aio.EOF: the client sent no message
+            return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+        if method == "ModelInfer" and classifier is None:
+            return Refusal(grpc.StatusCode.UNAVAILABLE, "models are still loading")
+        max_texts = classifier.settings.max_texts if classifier is not None else 0
+        job = functools.partial(parse, method, raw, max_texts)
+        if classifier is None or len(raw) < classifier.settings.offload_min_body_bytes:
+            return job()
+        try:
+            return await classifier.offloader.run(job)
+        except QueueFull:
+            return Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "the worker queue is full; retry later")
+
+
+async def start(get_classifier: Callable[[], Classifier | None], host: str, port: int, max_message_bytes: int,
+                guard: AuthGuard, admission: Admission, max_streams: int) -> grpc.aio.Server:
+    options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0),
+               ("grpc.max_concurrent_streams", max_streams)]  # per connection: beyond, REFUSED_STREAM
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_streams * 4)
+    bounded = Bounded(InferenceServicer(get_classifier), get_classifier, admission,
+                      guard if guard.active else None, max_message_bytes)
+    server.add_generic_rpc_handlers((bounded.handler(),))
     address = f"{host}:{port}"
     server.add_insecure_port(address)
     await server.start()

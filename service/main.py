@@ -22,11 +22,11 @@ from service.registry import ModelRegistry
 from service.routes import classify, health, metrics, models, ui, v2
 
 
-async def start_grpc(get_classifier, settings: Settings, guard: AuthGuard):
+async def start_grpc(get_classifier, settings: Settings, guard: AuthGuard, admission: Admission):
     from service import grpc_server  # grpcio is imported only when the gRPC port is on
 
     return await grpc_server.start(get_classifier, settings.grpc_host, settings.grpc_port, settings.max_body_bytes,
-                                   guard)
+                                   guard, admission, settings.grpc_max_streams)
 
 
 def create_app(settings: Settings | None = None) -> Admission:
@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None) -> Admission:
         app.state.classifier = Classifier(settings, registry, app.state.metrics)
         admission.offloader = app.state.classifier.offloader
         app.state.metrics.start()
-        grpc = await start_grpc(lambda: app.state.classifier, settings, guard) if settings.grpc_port else None
+        grpc = None
+        if settings.grpc_port:
+            grpc = await start_grpc(lambda: app.state.classifier, settings, guard, admission)
         yield
         if grpc is not None:
             await grpc.stop(grace=5)
@@ -78,10 +80,10 @@ def create_app(settings: Settings | None = None) -> Admission:
     app.include_router(ui.page_router)  # GET / (the model page) and /static/*: public, no data in them
     offline_docs.install(app)  # /docs, /redoc with Swagger UI / ReDoc from the installed package; no-op when off
     protocol.configure(protocol.Limits(settings.header_max_bytes, settings.header_timeout_s,
-                                       settings.body_timeout_s, settings.drain_idle_s))
-    guard = AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs)
+                                       settings.body_timeout_s, settings.drain_idle_s, settings.max_body_bytes))
+    guard = AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs, metrics_public=settings.metrics_public)
     inner = ClassifyFastPath(app, guard)
     admission = Admission(inner, settings.max_in_flight, settings.max_body_bytes_in_flight,
-                          settings.retry_after_s, settings.max_body_bytes)
+                          settings.retry_after_s, settings.max_body_bytes, settings.max_control_body_bytes)
     app.state.metrics.add_figures(admission.FIGURES, admission.figures)
     return admission

@@ -3,6 +3,13 @@
 - Request head (request line + headers) capped at `header_max_bytes`: over it, 431 and close. Counted
   on the raw bytes as they arrive, so a 100 MB header costs at most one read beyond the cap (httptools
   itself would buffer the whole header, growing a bytes object chunk by chunk on the event loop).
+- Chunked framing is bounded too: trailer fields (after the last chunk) count against the head cap and are
+  dropped, never appended to the request's headers; the wire bytes after the head that are not body bytes
+  (chunk sizes, chunk extensions, trailers) may exceed the body by at most the head cap plus 64 bytes a
+  chunk (past it: 431), and a chunked body may not pass `body_max_bytes` plus that (past it: 413); once a
+  reply has started, the connection is closed instead. Checked after every read, so a 300 MB trailer line
+  costs one read beyond the cap, whatever route it is sent to and before any key check. (A Content-Length
+  body cannot outgrow its declared length, which admission control checks before a byte is read.)
 - Deadlines: the head must arrive within `header_timeout_s` of the connection opening or of the
   request's first byte (408 and close), the body within `body_timeout_s` of the head (close). Idle
   keep-alive connections are closed by uvicorn's `--timeout-keep-alive`.
@@ -32,6 +39,10 @@ class Limits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     drain_idle_s: float = 1.0
+    body_max_bytes: int = 1_048_576  # the largest body any route takes (the /classify cap)
+
+
+CHUNK_FRAMING_BYTES = 64  # allowed per chunk for its size line and CRLFs (extensions beyond eat the head cap)
 
 
 LIMITS = Limits()  # set by service.main.create_app from the SLIMTEXT_* settings
@@ -89,6 +100,7 @@ class _LingeringTransport:
 
 REPLY_431 = _reply(b"431 Request Header Fields Too Large", b"request_header_too_large")
 REPLY_408 = _reply(b"408 Request Timeout", b"request_timeout")
+REPLY_413 = _reply(b"413 Content Too Large", b"body_too_large")
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
@@ -99,6 +111,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._deadline: TimerHandle | None = None
         self._draining = False
+        self._chunked = False  # this request's body is chunked
+        self._head_fields = 0  # header fields of its head (more are trailers)
+        self._body_wire = 0  # wire bytes of this request after its head
+        self._body_seen = 0  # of which body bytes (on_body)
+        self._chunks = 0
+        self._trailer_bytes = 0
 
     # --- deadlines -------------------------------------------------------------------------
     def _arm(self, seconds: float, on_timeout) -> None:
@@ -144,6 +162,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._in_head:
             self._head_bytes += len(data)
+        else:
+            self._body_wire += len(data)
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -160,6 +180,45 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._in_head and self._head_bytes > self.limits.header_max_bytes and not self.transport.is_closing():
             self._reject_head()
+        elif self._chunked and not self._in_head:  # checked after the parser took this read (256 KiB at most)
+            self._drop_trailers()
+            self._check_framing()
+
+    def _drop_trailers(self) -> None:
+        """uvicorn appends trailer fields to the request's headers (the ASGI scope's list): count and drop them."""
+        extra = self.headers[self._head_fields:]
+        if extra:
+            self._trailer_bytes += sum(len(k) + len(v) + 4 for k, v in extra)
+            del self.headers[self._head_fields:]
+
+    def _check_framing(self) -> None:
+        """A chunked request's wire bytes after the head are past what its body and framing may take: refuse it."""
+        overhead = self._body_wire - self._body_seen
+        allowed = self.limits.header_max_bytes + CHUNK_FRAMING_BYTES * self._chunks
+        if overhead > allowed or self._trailer_bytes > self.limits.header_max_bytes:
+            self._refuse_framing(REPLY_431)
+        elif self._body_wire > self.limits.body_max_bytes + allowed:
+            self._refuse_framing(REPLY_413)
+
+    def _refuse_framing(self, reply: bytes) -> None:
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.abort_lingering()  # a reply is on its way: no second status line, just close
+        else:
+            if self.cycle is not None:  # the app sees http.disconnect, and its reply (if one comes) is dropped
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            self.transport.write(reply)
+            self.transport.close()
+
+    def on_chunk_header(self) -> None:  # httptools calls it when the protocol has it
+        self._chunks += 1
+
+    def on_body(self, body: bytes) -> None:
+        self._body_seen += len(body)
+        super().on_body(body)
 
     def _reject_head(self) -> None:
         self._disarm()
@@ -178,6 +237,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             raise _HeadTooLarge
         self._in_head = False
         self._head_bytes = 0
+        self._body_wire = self._body_seen = self._chunks = self._trailer_bytes = 0
+        self._chunked = any(k == b"transfer-encoding" for k, _ in self.headers)  # names lower-cased by uvicorn
+        self._head_fields = len(self.headers)
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.more_body:
             self._arm(self.limits.body_timeout_s, self._body_timeout)
@@ -185,6 +247,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
+        if self._chunked:  # the trailers arrived with the end of the message, in this read
+            self._drop_trailers()
+            self._check_framing()
         self._disarm()
         self._in_head = True
         self._head_bytes = 0

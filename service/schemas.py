@@ -23,7 +23,8 @@ class ClassifyRequest(BaseModel):
     )
 
     # typed without `| None`: null is rejected; leaving the field out is how to omit it
-    texts: list[str] = Field(default=None, min_length=1, description="texts to classify")
+    # fail_fast: the first wrong element ends validation (a 1 MiB list of integers is one error, not 500k)
+    texts: list[str] = Field(default=None, min_length=1, fail_fast=True, description="texts to classify")
     text: str = Field(default=None, description="one text (instead of texts)")
     model: str = Field(default=None, pattern=NAME_PATTERN, description="model name; the default model if omitted")
     version: str = Field(default=None, pattern=r"^[0-9]{1,9}$",
@@ -118,10 +119,10 @@ class V2Tensor(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=2,
+    shape: list[int] = Field(min_length=1, max_length=2, fail_fast=True,
                              description="[N] or [N, 1] for N texts: N must equal len(data)")
     datatype: str = Field(pattern="^BYTES$", description="texts travel as BYTES")
-    data: list[str] = Field(min_length=1)
+    data: list[str] = Field(min_length=1, fail_fast=True)
     parameters: dict | None = None
 
     @model_validator(mode="after")
@@ -152,8 +153,9 @@ class V2InferRequest(BaseModel):
     model_name: str | None = Field(default=None, max_length=256, description="ignored: the path names the model")
     model_version: str | None = Field(default=None, max_length=64, description="ignored: one version, 1")
     parameters: dict | None = None
-    inputs: list[V2Tensor] = Field(min_length=1, max_length=1, description="one BYTES tensor of texts")
-    outputs: list[V2RequestedOutput] | None = Field(default=None, description="label and/or probabilities")
+    inputs: list[V2Tensor] = Field(min_length=1, max_length=1, fail_fast=True, description="one BYTES tensor of texts")
+    outputs: list[V2RequestedOutput] | None = Field(default=None, max_length=2, fail_fast=True,
+                                                    description="label and/or probabilities")
 
     def all_texts(self) -> list[str]:
         return self.inputs[0].data

@@ -20,4 +20,4 @@ async def ready(request: Request) -> dict:
     classifier = getattr(request.app.state, "classifier", None)
     if classifier is None:
         raise ApiError(503, "not_ready", "models are not loaded")
-    return {"status": "ready", "models": sorted(classifier.registry.models)}
+    return {"status": "ready"}  # public: names no model (GET /models, with a key, lists them)

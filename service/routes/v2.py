@@ -8,6 +8,7 @@ protocol: `{"error": "<message>"}` (plus a machine-readable `code`). A JSON body
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Annotated
 
@@ -18,9 +19,10 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from service import v2_codec
-from service.classify import JSON
+from service.classify import JSON, Reply
 from service.deps import get_classifier
 from service.errors import ApiError, validation_details
+from service.offload import QueueFull, Watch
 from service.registry import VERSION_PATTERN, LoadedModel
 from service.routes.classify import GONE, read_body, watched
 from service.schemas import (
@@ -220,20 +222,21 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
             header_length is not None and content_type.startswith("application/octet-stream")):
         raise ApiError(415, "unsupported_media_type", f"content type {content_type[:100]!r}; send {JSON}")
     body = await read_body(request, classifier.settings.max_body_bytes)
-    json_part, binary = v2_codec.split_body(body, header_length)
+    prepare = functools.partial(v2_codec.prepare_request, body, header_length, classifier.settings.max_texts)
     wants_binary: set[str] = set()
-    if header_length is not None or b"binary_data" in json_part:  # the extension in use: look inside
-        try:
-            req = orjson.loads(json_part)
-        except orjson.JSONDecodeError as e:
-            raise ApiError(400, "invalid_json", f"the JSON header is not valid JSON: {e.msg}") from e
-        if not isinstance(req, dict):
-            raise ApiError(422, "invalid_request", "the request must be a JSON object")
-        if v2_codec.inline_binary_inputs(req, binary):
-            json_part = orjson.dumps(req)
-        wants_binary = v2_codec.binary_output_names(req)
-    reply = await watched(classifier, request, "v2",
-                          lambda watch: classifier.v2_infer(name, JSON, json_part, watch, version))
+
+    async def call(watch: Watch) -> Reply:
+        nonlocal wants_binary
+        if len(body) >= classifier.settings.offload_min_body_bytes:  # decoding untrusted bytes: off the loop
+            try:
+                json_part, wants_binary = await classifier.offloader.run(prepare, watch.start())
+            except QueueFull as e:
+                raise ApiError(503, "overloaded", "the worker queue is full; retry later") from e
+        else:
+            json_part, wants_binary = prepare()
+        return await classifier.v2_infer(name, JSON, json_part, watch, version)
+
+    reply = await watched(classifier, request, "v2", call)
     if reply is None:
         return Response(status_code=GONE)
     if reply.status != 200:
