@@ -20,7 +20,7 @@ RECIPE  ?= $(if $(filter spacy300,$(VECTORS)),online-nowd-pure,online)
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[train,serve,grpc,dev]'
+	$(PIP) install --quiet -e '.[train,serve,grpc,dev,ray,teacher]'
 	touch $@
 
 # trains only when the artifacts are missing; `make models -B` retrains
@@ -37,6 +37,12 @@ run: models serve
 
 serve: | $(VENV)/.installed
 	SLIMTEXT_MODELS_DIR=$(MODELS) $(PY) -m service --host $(HOST) --port $(PORT)
+
+# the MiniLM teacher (issue 23): fine-tune on $(DATASET) on CPU (minutes per epoch), cache its logits in
+# training/teacher_cache/$(DATASET).npz and record docs/teacher.csv + docs/teacher.md
+.PHONY: teacher
+teacher: | $(VENV)/.installed
+	nice -n 19 $(PY) -m training teacher --dataset $(DATASET)
 
 lint: | $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -142,6 +148,17 @@ $(VENV)/.installed-container: pyproject.toml | $(VENV)/.installed
 
 compose-test: image-test | $(VENV)/.installed-container
 	PYTHONPATH=. $(PY) deploy/podman/stack_test.py
+
+# issue 28: deploy/k8s played with `podman kube play` (2 replicas, their probes, a loopback Service stand-in),
+# then a rolling update to a new image tag under locust load (bounded: 75 s); deploy/podman/kube_test.py
+.PHONY: kube-test
+kube-test: image-test | $(VENV)/.installed
+	PYTHONPATH=. $(PY) deploy/podman/kube_test.py
+
+# issue 28: expected wall time of the d = 300 grid on 1, 4, 16, 64 machines from its recorded cell times
+.PHONY: sweep-estimate
+sweep-estimate: | $(VENV)/.installed
+	$(PY) -m training.sweep_estimate --csv docs/results-d300.csv --grid training/grids/d300.json
 
 # Open Inference Protocol: REST JSON vs REST binary tensors vs gRPC, batch 1 and 64; a section of docs/bench-serve.md
 bench-oip: models | $(VENV)/.installed

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.batching import MicroBatcher
 from service.config import Settings
-from service.errors import ApiError, error_body, validation_details
+from service.errors import ApiError, error_body, validation_details, validation_message
 from service.metrics import Metrics
 from service.offload import Offloader, QueueFull, Watch
 from service.registry import LoadedModel, ModelRegistry
@@ -130,6 +130,8 @@ class Classifier:
     def _compute(self, req, model: LoadedModel, render: Callable, t0: float, load_s: float = 0.0) -> Reply:
         """Tokenize, run and render in one go (in the worker thread); no micro-batching here."""
         t1 = time.perf_counter()
+        if model.classifier.takes_text:  # a string-only folder (model.text.onnx): it tokenizes inside its graph
+            return self._text_graph(req, model, render, t0, t1, load_s)
         ids, lengths = model.classifier.tokenizer.encode_batch(req.all_texts())
         t2 = time.perf_counter()
         self.metrics.observe_batch(model.name, len(lengths))
@@ -139,10 +141,18 @@ class Classifier:
     async def _compute_async(self, req, model: LoadedModel, render: Callable, t0: float,
                              load_s: float = 0.0) -> Reply:
         t1 = time.perf_counter()
+        if model.classifier.takes_text:
+            return self._text_graph(req, model, render, t0, t1, load_s)
         ids, lengths = model.classifier.tokenizer.encode_batch(req.all_texts())
         t2 = time.perf_counter()
         probs = await self._probabilities(model, ids, lengths)
         return self._finish(req, model, render, probs, lengths, t0, t1, t2, load_s)
+
+    def _text_graph(self, req, model: LoadedModel, render: Callable, t0: float, t1: float, load_s: float) -> Reply:
+        """Strings in, probabilities out, in one onnxruntime call (no micro-batching: no token ids to pad)."""
+        pred = model.classifier.predict(req.all_texts())
+        self.metrics.observe_batch(model.name, len(pred.lengths))
+        return self._finish(req, model, render, pred.probs, pred.lengths, t0, t1, t1, load_s)
 
     def _finish(self, req, model: LoadedModel, render: Callable, probs: np.ndarray, lengths: np.ndarray,
                 t0: float, t1: float, t2: float, load_s: float = 0.0) -> Reply:
@@ -162,8 +172,8 @@ class Classifier:
         try:
             req = schema.model_validate_json(body)
         except ValidationError as e:
-            raise ApiError(422, "invalid_request", "request does not match the schema",
-                           validation_details(e.errors(include_input=False))) from e
+            raise ApiError(422, "invalid_request", validation_message(e.error_count()),
+                           validation_details(e.errors(include_input=False, include_url=False))) from e
         texts = req.all_texts()
         limit = self.settings.max_texts
         if len(texts) > limit:

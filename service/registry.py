@@ -31,7 +31,7 @@ import orjson
 from service.errors import ApiError
 from service.memory import rss_bytes
 from slimtext.manifest import ALIASES_FILE, MANIFEST_FILE, MODEL_FILE, is_valid_name
-from slimtext.runtime import ModelLoadError, OnnxClassifier
+from slimtext.runtime import ModelLoadError, OnnxClassifier, TextGraphClassifier, open_classifier
 from slimtext.safefs import DEFAULT_LIMITS, FileLimits, FileRejected, lstat_size, read_capped
 
 log = logging.getLogger("slimtext.registry")
@@ -46,7 +46,7 @@ NOT_LOADED, EVICTED, UNLOADED = "not loaded", "evicted (memory budget)", "unload
 
 @dataclass(eq=False)
 class LoadedModel:
-    classifier: OnnxClassifier
+    classifier: OnnxClassifier | TextGraphClassifier  # the latter: a string-only folder (model.text.onnx)
     rss_growth_bytes: int  # process RSS after loading minus before
     version: str = FLAT_VERSION
     batcher: Any = None  # a MicroBatcher, made by the Classifier on first use when batching is on
@@ -259,8 +259,8 @@ class ModelRegistry:
                  if 0 < s.onnx_bytes <= self.limits.model_bytes]
         for slot in sorted(slots, key=lambda s: s.onnx_bytes)[:3]:  # the smallest one that loads
             with contextlib.suppress(ModelLoadError):  # reported properly when the folder is loaded for real
-                OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
-                                    cpu_arena=self.cpu_arena)
+                open_classifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
+                                cpu_arena=self.cpu_arena)
                 return
 
     def _build(self, slot: Slot) -> LoadedModel:
@@ -269,8 +269,8 @@ class ModelRegistry:
             raise ModelLoadError(f"{slot.folder}: the folder is a symlink; not followed")
         _trim_heap()  # hand freed heap back first, and again after: the growth is what the model keeps, not the
         before = rss_bytes()  # load's transient peak (reading, parsing) that glibc would otherwise keep mapped
-        classifier = OnnxClassifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
-                                    cpu_arena=self.cpu_arena)
+        classifier = open_classifier(slot.folder, intra_op_threads=self.intra_op_threads, limits=self.limits,
+                                     cpu_arena=self.cpu_arena)
         if classifier.manifest.name != slot.name:
             where = "folder" if slot.folder.name == slot.name else "model folder"
             raise ModelLoadError(f"{slot.folder / MANIFEST_FILE}: name {classifier.manifest.name!r} "

@@ -16,7 +16,7 @@ from typing import NamedTuple, overload
 import numpy as np
 
 from slimtext.manifest import Manifest
-from slimtext.runtime import OnnxClassifier
+from slimtext.runtime import open_classifier
 
 
 class Label(NamedTuple):
@@ -25,12 +25,15 @@ class Label(NamedTuple):
 
 
 class TextClassifier:
-    """A model folder (model.onnx, vocab.json, manifest.json) run by onnxruntime, as the service runs it."""
+    """A model folder run by onnxruntime: its string-input model (manifest `text_model`, tokenizer and labels in
+    the graph) when it has one, else model.onnx + vocab.json as the service runs it."""
 
-    def __init__(self, folder: str | Path, threads: int = 1, batch_size: int = 256):
+    def __init__(self, folder: str | Path, threads: int = 1, batch_size: int = 256, graph_tokenizer: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-        self._model = OnnxClassifier(folder, intra_op_threads=threads)
+        # the string-input model (tokenizer inside the graph) when the folder has one and `graph_tokenizer`, else
+        # model.onnx + vocab.json (a folder with only the string-input model always uses it)
+        self._model = open_classifier(folder, prefer_text=graph_tokenizer, intra_op_threads=threads)
         self.batch_size = batch_size
 
     @property
@@ -76,10 +79,11 @@ class TextClassifier:
         return out[0] if isinstance(texts, str) else out
 
 
-def load(folder: str | Path, threads: int = 1, batch_size: int = 256) -> TextClassifier:
+def load(folder: str | Path, threads: int = 1, batch_size: int = 256, graph_tokenizer: bool = True) -> TextClassifier:
     """Load an exported model folder (e.g. models/sst2-dan-lowrank); raises ModelLoadError with the file
-    and the reason when the folder is not a valid model."""
-    return TextClassifier(folder, threads=threads, batch_size=batch_size)
+    and the reason when the folder is not a valid model. `graph_tokenizer`: use the folder's string-input model
+    (model.text.onnx: tokenizer inside the graph, docs/tokenizer-graph.md) when it has one."""
+    return TextClassifier(folder, threads=threads, batch_size=batch_size, graph_tokenizer=graph_tokenizer)
 
 
 def _as_list(texts: str | Iterable[str]) -> list[str]:

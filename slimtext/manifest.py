@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from slimtext.tokenizer import TokenizerConfig
 
 MODEL_FILE, VOCAB_FILE, MANIFEST_FILE = "model.onnx", "vocab.json", "manifest.json"
+# the string-input model (issue 27): the tokenizer and the label names inside the graph; input `text (N,) string`,
+# outputs `probabilities (N, C)`, `labels (N,) string` and `lengths (N,)` (tokens used; training/graph_tokenizer.py)
+TEXT_MODEL_FILE, TEXT_INPUT, TEXT_OUTPUTS = "model.text.onnx", "text", ["probabilities", "labels", "lengths"]
 ALIASES_FILE = "aliases.json"  # in the models folder: {"default": "<model>", "<alias>": "<model>", ...}
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -52,6 +55,17 @@ class Accuracy(BaseModel):
     test: float | None = None
 
 
+class TextModel(BaseModel):
+    """The string-input model file of a folder: the tokenizer and label names inside the graph (issue 27)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(default="model.text.onnx", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}\.onnx$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+    ops: list[str] = Field(default_factory=list, description="non-standard ops it needs (domain.op)")
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -74,6 +88,8 @@ class Manifest(BaseModel):
     training: dict = Field(default_factory=dict, description="training config, seed and history")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     versions: dict[str, str] = Field(default_factory=dict)
+    text_model: TextModel | None = Field(default=None, description=f"{TEXT_MODEL_FILE}, when exported with the "
+                                         "tokenizer inside the graph")
 
     @field_validator("quantization")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, VOCAB_FILE, Manifest
+from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, TEXT_INPUT, TEXT_OUTPUTS, VOCAB_FILE, Manifest
 from slimtext.safefs import DEFAULT_LIMITS, FileLimits, FileRejected, open_capped, read_fd
 from slimtext.tokenizer import Tokenizer
 
@@ -114,7 +115,34 @@ class Prediction:
     lengths: np.ndarray  # (B,) tokens actually used per text
 
 
+def _read_manifest(folder: Path, limits: FileLimits) -> Manifest:
+    try:
+        raw = _read(folder, MANIFEST_FILE, limits.manifest_bytes, "max_manifest_bytes")
+        manifest = Manifest.model_validate_json(raw)
+    except ValueError as e:
+        raise ModelLoadError(f"{folder / MANIFEST_FILE}: invalid manifest: {e}") from e
+    if manifest.vocab_size > limits.vocab_entries:
+        raise ModelLoadError(f"{folder / MANIFEST_FILE}: vocab_size {manifest.vocab_size} over the cap "
+                             f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
+    return manifest
+
+
+def _session_options(intra_op_threads: int, cpu_arena: bool):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = cpu_arena
+    # fold DequantizeLinear of constant int8 weights into fp32 once at load (int8-weights-per-row
+    # models): onnxruntime otherwise keeps them for QDQ fusion and dequantizes on every run
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return opts
+
+
 class OnnxClassifier:
+    takes_text = False  # the graph takes token ids; TextGraphClassifier's takes strings
+
     def __init__(self, folder: str | Path, intra_op_threads: int = 1, verify_sha256: bool = True,
                  limits: FileLimits = DEFAULT_LIMITS, cpu_arena: bool = True):
         """Every file is read through slimtext.safefs: no symlink followed, regular files only, each
@@ -124,27 +152,14 @@ class OnnxClassifier:
 
         folder = Path(folder)
         self.folder = folder
-        try:
-            self.manifest = Manifest.model_validate_json(
-                _read(folder, MANIFEST_FILE, limits.manifest_bytes, "max_manifest_bytes"))
-        except ValueError as e:
-            raise ModelLoadError(f"{folder / MANIFEST_FILE}: invalid manifest: {e}") from e
-        if self.manifest.vocab_size > limits.vocab_entries:
-            raise ModelLoadError(f"{folder / MANIFEST_FILE}: vocab_size {self.manifest.vocab_size} over the cap "
-                                 f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
+        self.manifest = _read_manifest(folder, limits)
         model_path, vocab_path = folder / MODEL_FILE, folder / VOCAB_FILE
         model_fd = _open(folder, MODEL_FILE, limits.model_bytes, "max_model_bytes")
         try:
             if verify_sha256:
                 _verify_sha256(model_fd, model_path, limits.model_bytes, self.manifest.sha256)
             self.tokenizer = _load_tokenizer(folder, vocab_path, limits, self.manifest.vocab_size)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = intra_op_threads
-            opts.inter_op_num_threads = 1
-            opts.enable_cpu_mem_arena = cpu_arena
-            # fold DequantizeLinear of constant int8 weights into fp32 once at load (int8-weights-per-row
-            # models): onnxruntime otherwise keeps them for QDQ fusion and dequantizes on every run
-            opts.add_session_config_entry("session.disable_quant_qdq", "1")
+            opts = _session_options(intra_op_threads, cpu_arena)
             try:
                 # the descriptor that was checked and hashed, not the name: a file swapped in since is not
                 # loaded. Given a path, onnxruntime keeps no second copy of the serialized model (SST-2 full
@@ -200,3 +215,84 @@ class OnnxClassifier:
             correct += int((probs.argmax(1) == gold).sum())
         return correct / len(texts)
 
+
+# --- the string-input model (issue 27): tokenizer and label names inside the graph --------------------------------
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8_safe(texts: list[str]) -> list[str]:
+    """onnxruntime takes UTF-8: a lone surrogate (valid in a Python str, not in UTF-8) becomes U+FFFD, which the
+    tokenizer treats the same way (one token of its own, <unk> unless the vocabulary holds it)."""
+    return [_SURROGATE.sub("\ufffd", t) if not t.isascii() and _SURROGATE.search(t) else t for t in texts]
+
+
+class TextGraphClassifier:
+    """A folder's string-input model (manifest.json's `text_model`, e.g. model.text.onnx) run by onnxruntime: raw
+    strings in, probabilities, label names and token counts out. No vocab.json, no Python tokenizer."""
+
+    takes_text = True
+
+    def __init__(self, folder: str | Path, intra_op_threads: int = 1, verify_sha256: bool = True,
+                 limits: FileLimits = DEFAULT_LIMITS, cpu_arena: bool = True):
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        self.folder = folder
+        self.manifest = _read_manifest(folder, limits)
+        text_model = self.manifest.text_model
+        if text_model is None:
+            raise ModelLoadError(f"{folder / MANIFEST_FILE}: names no text_model (string-input model file)")
+        path = folder / text_model.file
+        fd = _open(folder, text_model.file, limits.model_bytes, "max_model_bytes")
+        try:
+            if verify_sha256:
+                _verify_sha256(fd, path, limits.model_bytes, text_model.sha256)
+            try:
+                self.session = ort.InferenceSession(_fd_path(fd), _session_options(intra_op_threads, cpu_arena),
+                                                    providers=["CPUExecutionProvider"])
+            except Exception as e:
+                raise ModelLoadError(f"{path}: onnxruntime cannot load it: {e}") from e
+        finally:
+            os.close(fd)
+        self.labels = self.manifest.labels
+        self._check_graph(path)
+
+    def _check_graph(self, path: Path) -> None:
+        names = [i.name for i in self.session.get_inputs()]
+        if names != [TEXT_INPUT]:
+            raise ModelLoadError(f"{path}: inputs {names}, expected [{TEXT_INPUT!r}]")
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs[:3] != TEXT_OUTPUTS:
+            raise ModelLoadError(f"{path}: outputs {outputs}, expected {TEXT_OUTPUTS}")
+        probs, labels, _ = self._run(["probe"])
+        if probs.shape[1] != len(self.labels) or labels[0] not in self.labels:
+            raise ModelLoadError(f"{path}: {probs.shape[1]} outputs, label {labels[0]!r}, but manifest.json lists "
+                                 f"{self.labels}")
+
+    def _run(self, texts: list[str]) -> list[np.ndarray]:
+        return self.session.run(TEXT_OUTPUTS, {TEXT_INPUT: np.array(_utf8_safe(texts), dtype=object)})
+
+    def predict(self, texts: list[str]) -> Prediction:
+        if not texts:
+            return Prediction(np.zeros((0, len(self.labels)), dtype=np.float32), np.zeros(0, dtype=np.int64))
+        probs, _, lengths = self._run(texts)
+        return Prediction(probs, lengths)
+
+    def predict_labels(self, texts: list[str]) -> list[str]:
+        """The most likely label of each text, named inside the graph."""
+        return self._run(texts)[1].tolist() if texts else []
+
+    accuracy = OnnxClassifier.accuracy
+
+
+def open_classifier(folder: str | Path, prefer_text: bool = False, **kwargs) -> OnnxClassifier | TextGraphClassifier:
+    """The folder's id-input model (model.onnx + vocab.json) or its string-input model: the string-input one when
+    `prefer_text` and the manifest names one, or when the folder holds no model.onnx (a string-only folder)."""
+    folder = Path(folder)
+    try:
+        manifest = _read_manifest(folder, kwargs.get("limits", DEFAULT_LIMITS))
+    except ModelLoadError:
+        return OnnxClassifier(folder, **kwargs)  # it raises the same error
+    if manifest.text_model is not None and (prefer_text or not os.path.lexists(folder / MODEL_FILE)):
+        return TextGraphClassifier(folder, **kwargs)
+    return OnnxClassifier(folder, **kwargs)

@@ -14,8 +14,11 @@ import grpc
 import httpx
 import pytest
 
+# Triton's client stubs build the same wire messages; the service's own (service/proto) would clash with them in
+# protobuf's default pool (both define package `inference`), and other test files import tritonclient
+from tritonclient.grpc import service_pb2 as pb
+
 from bench.server import free_port
-from service.proto import open_inference_grpc_pb2 as pb
 from tests.conftest import Server
 from tests.test_hardening import closed_within, live, post, read_response
 

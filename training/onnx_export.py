@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from onnx import numpy_helper
 
-from slimtext.manifest import MODEL_FILE, VOCAB_FILE, Manifest, sha256_file
+from slimtext.manifest import MODEL_FILE, TEXT_MODEL_FILE, VOCAB_FILE, Manifest, TextModel, sha256_file
 from slimtext.tokenizer import Tokenizer
 
 OPSET = 17
@@ -180,5 +180,20 @@ def write_artifact(folder: str | Path, onnx_src: str | Path, tok: Tokenizer, **f
         param_bytes_by_dtype=onnx_param_bytes_by_dtype(folder / MODEL_FILE),
         sha256=sha256_file(folder / MODEL_FILE), versions=package_versions(), **fields,
     )
+    manifest.save(folder)
+    return manifest
+
+
+def add_text_model(folder: str | Path, tok: Tokenizer) -> Manifest:
+    """Write `folder/model.text.onnx`, the folder's model with the tokenizer and the label names inside the graph
+    (string input; training/graph_tokenizer.py), and record it in the manifest."""
+    from training.graph_tokenizer import NONSTANDARD_OPS, save_text_model
+
+    folder = Path(folder)
+    manifest = Manifest.load(folder)
+    path = folder / TEXT_MODEL_FILE
+    size = save_text_model(path, folder / MODEL_FILE, tok, manifest.labels)
+    manifest = manifest.model_copy(update={"text_model": TextModel(file=TEXT_MODEL_FILE, sha256=sha256_file(path),
+                                                                   bytes=size, ops=NONSTANDARD_OPS)})
     manifest.save(folder)
     return manifest

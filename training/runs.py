@@ -24,19 +24,22 @@ from slimtext.data import read_examples, split_path
 from slimtext.manifest import (
     ALIASES_FILE,
     MANIFEST_FILE,
+    TEXT_MODEL_FILE,
     Accuracy,
     Manifest,
     ParamCounts,
     is_valid_name,
     write_default_alias,
 )
-from slimtext.runtime import OnnxClassifier
+from slimtext.runtime import OnnxClassifier, open_classifier
 from slimtext.tokenizer import Tokenizer
 from training.architectures import get_architecture
 from training.checkpoint import load_model, save_model, write_json
+from training.graph_tokenizer import write_triton_repo
 from training.methods import METHODS, Method, apply_method, evaluate, get_method, measure
 from training.onnx_export import (
     INT8_WEIGHTS,
+    add_text_model,
     check_lowrank_initializers,
     export_onnx,
     quantize_int8_weights,
@@ -166,9 +169,12 @@ def _scored(folder: Path, data: DataConfig) -> Manifest:
     return manifest
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, name: str, int8_name: str | None = None) -> list[Manifest]:
+def export_run(run_dir: str | Path, out_dir: str | Path, name: str, int8_name: str | None = None,
+               with_tokenizer: bool = False, triton: str | Path | None = None) -> list[Manifest]:
     """Write `out_dir/name` (the run's model in fp32) and, with `int8_name`, also `out_dir/int8_name`
-    (its int8-weights copy); each is loaded back and scored on dev and test."""
+    (its int8-weights copy); each is loaded back and scored on dev and test. `with_tokenizer`: each folder also
+    gets model.text.onnx (tokenizer and labels inside the graph, string input); `triton`: a Triton model repository
+    of those string-input models (implies `with_tokenizer`)."""
     for n in (name, int8_name):
         if n is not None and not is_valid_name(n):
             raise ValueError(f"model name {n!r} must match [a-z0-9][a-z0-9._-]*")
@@ -206,6 +212,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, int8_name: s
             write_artifact(Path(out_dir) / int8_name, Path(tmp) / "int8.onnx", tok, name=int8_name, kind="int8",
                            quantization=INT8_WEIGHTS, **common)
             manifests.append(_scored(Path(out_dir) / int8_name, data))
+    if with_tokenizer or triton is not None:
+        manifests = [add_text_model(Path(out_dir) / m.name, tok) for m in manifests]
+    if triton is not None:
+        for m in manifests:
+            write_triton_repo(triton, m.name, Path(out_dir) / m.name / TEXT_MODEL_FILE, len(m.labels))
     return manifests
 
 
@@ -221,7 +232,7 @@ def evaluate_target(target: str | Path, split: str = "test", file: str | Path | 
     any labelled file (columns default to the training data's)."""
     target = Path(target)
     if (target / MANIFEST_FILE).exists():
-        served = OnnxClassifier(target)
+        served = open_classifier(target)  # model.onnx + vocab.json, or a string-only folder's model.text.onnx
         data_dump = served.manifest.training.get("data")
         if data_dump is None and file is None:
             raise ValueError(f"{target / MANIFEST_FILE}: does not name its training data; pass --file")
