@@ -34,6 +34,7 @@ from service.offload import QueueFull
 from service.proto import open_inference_grpc_pb2 as pb
 from service.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from service.v2_stats import model_stats
+from slimtext import __version__
 from slimtext.runtime import ModelLoadError
 
 log = logging.getLogger("slimtext.grpc")
@@ -126,7 +127,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request, context):  # noqa: N802
-        return pb.ServerMetadataResponse(name="slimtext", version="0.1.0", extensions=EXTENSIONS)
+        return pb.ServerMetadataResponse(name="slimtext", version=__version__, extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request, context):  # noqa: N802
         model = await self._model(context, request.name, request.version)

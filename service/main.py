@@ -20,6 +20,7 @@ from service.fastpath import ClassifyFastPath
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.routes import classify, health, metrics, models, ui, v2
+from slimtext import __version__
 
 
 async def start_grpc(get_classifier, settings: Settings, guard: AuthGuard, admission: Admission):
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Admission:
         app.state.classifier = None
 
     docs = settings.enable_docs  # off by default: production exposes no schema or docs UI
-    app = FastAPI(title="slimtext", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="slimtext", version=__version__, lifespan=lifespan,
                   description="Text classification with low-rank compressed embeddings, served by onnxruntime.",
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None)

@@ -3,25 +3,28 @@
     slimtext predict MODEL_DIR [--file F] [-k K]      texts (stdin, .txt, or a .csv/.tsv/.jsonl column) -> JSON lines
     slimtext evaluate MODEL_DIR [--file F | --split]  accuracy, per-class precision/recall/F1, confusion matrix
 
-The training commands (run, train, compress, export, sweep, report, and evaluate on a run folder) need the
-`train` extra and are the same as `python -m training ...`.
+The training commands (run, train, compress, export, sweep, report, teacher, and evaluate on a run folder)
+need the `train` extra and run `python -m training ...` in a child process.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+from slimtext import __version__
 from slimtext.manifest import MANIFEST_FILE
 
-TRAINING_COMMANDS = ("run", "train", "compress", "export", "sweep", "report")
+TRAINING_COMMANDS = ("run", "train", "compress", "export", "sweep", "report", "teacher")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slimtext", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = ",".join(("predict", "evaluate", *TRAINING_COMMANDS))
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + commands + "}")
     pr = sub.add_parser("predict", help="classify texts with an exported model folder, one JSON line per text",
@@ -52,15 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("slimtext")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and (argv[0] in TRAINING_COMMANDS or _is_run_evaluation(argv)):
@@ -86,14 +80,21 @@ def _is_run_evaluation(argv: list[str]) -> bool:
     return target is not None and Path(target).is_dir() and not (Path(target) / MANIFEST_FILE).exists()
 
 
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # (None there: blocked)
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
 def _training(argv: list[str]) -> int:
-    try:
-        from training.cli import main as training_main
-    except ImportError as e:
-        print(f"error: `slimtext {argv[0]}` needs the train extra (pip install 'slimtext[train]'): {e}",
-              file=sys.stderr)
+    """The training commands are `python -m training ...` in a child process: this torch-free package imports
+    nothing from training/ (nor service/)."""
+    missing = [m for m in ("training", "torch") if not _installed(m)]
+    if missing:
+        print(f"error: `slimtext {argv[0]}` needs the train extra (pip install 'slimtext[train]'): "
+              f"{' and '.join(missing)} not installed", file=sys.stderr)
         return 2
-    return training_main(argv)
+    return subprocess.call([sys.executable, "-m", "training", *argv])
 
 
 def _predict(args) -> int:

@@ -166,3 +166,24 @@ def test_predict_reads_quoted_tsv_like_training_data(lowrank, tmp_path, capsys):
     rows = _jsonl(capsys.readouterr().out)
     np.testing.assert_allclose([list(r["probabilities"].values()) for r in rows],
                                slimtext.load(lowrank).predict_proba(texts), atol=1e-6)
+
+
+def test_the_core_package_imports_nothing_from_training_or_service():
+    """slimtext/ is the torch-free core: the `slimtext` command runs training commands as `python -m training`."""
+    import ast
+
+    for path in (ROOT / "slimtext").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [n for n in names if n.split(".")[0] in ("training", "service")]
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_training_commands_are_dispatched_to_python_m_training(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "slimtext", "sweep", "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and "--backend" in r.stdout and "--grid" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-c", NO_TORCH + "from slimtext.cli import main; sys.exit(main())",
+                        "train", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "needs the train extra" in r.stderr and "torch not installed" in r.stderr

@@ -42,7 +42,7 @@ def quantile(h: Histogram, q: float) -> float | None:
     return h.upper[-1]
 
 
-def model_stats(classifier: Classifier) -> Stats:
+def page_stats(classifier: Classifier) -> Stats:
     metrics, registry = classifier.metrics, classifier.registry
     requests: dict[str, list[int]] = {}
     for (model, _endpoint, status), n in list(metrics.requests.items()):
@@ -68,7 +68,7 @@ def model_stats(classifier: Classifier) -> Stats:
 @router.get("/stats", response_model=Stats, summary="Served models side by side, with live request counts "
             "and latency (the data of the page at /)")
 async def stats(classifier: Annotated[Classifier, Depends(get_classifier)]) -> Stats:
-    return model_stats(classifier)
+    return page_stats(classifier)
 
 
 @page_router.get("/", response_class=HTMLResponse)

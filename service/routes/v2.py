@@ -34,6 +34,7 @@ from service.schemas import (
     inline_schema,
 )
 from service.v2_stats import model_stats
+from slimtext import __version__
 from slimtext.manifest import NAME_PATTERN
 from slimtext.runtime import ModelLoadError
 
@@ -88,7 +89,7 @@ async def _model(request: Request, name: str, version: str | None = None) -> Loa
 
 @router.get("", summary="Server metadata")
 async def server_metadata() -> dict:
-    return {"name": "slimtext", "version": "0.1.0", "extensions": EXTENSIONS}
+    return {"name": "slimtext", "version": __version__, "extensions": EXTENSIONS}
 
 
 @router.get("/health/live")
