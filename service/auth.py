@@ -103,6 +103,18 @@ class AuthGuard:
         return False
 
 
+class ApiKeys:
+    """The key check as an ASGI wrapper in front of every HTTP route (the /classify fast path included)."""
+
+    def __init__(self, app, guard: AuthGuard):
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.guard.active and not await self.guard.allow(scope, send):
+            return
+        await self.app(scope, receive, send)
+
+
 async def _refuse(send, status: int, error: str, message: str) -> None:
     body = error_body(error, message)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

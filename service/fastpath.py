@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from service.auth import AuthGuard
 from service.classify import Reply
 from service.errors import body_too_large, declared_too_large, error_body
 from service.offload import ClientGone, Watch
@@ -40,13 +39,10 @@ async def read_limited(receive, limit: int) -> bytes:
 
 
 class ClassifyFastPath:
-    def __init__(self, app, guard: AuthGuard | None = None):
+    def __init__(self, app):
         self.app = app  # the FastAPI app: its state holds the classifier once the lifespan ran
-        self.guard = guard if guard is not None and guard.active else None  # API keys, for every route
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.guard is not None and scope["type"] == "http" and not await self.guard.allow(scope, send):
-            return
         if scope["type"] != "http" or scope["path"] != _PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return

@@ -33,7 +33,7 @@ from service.errors import ApiError
 from service.offload import QueueFull
 from service.proto import open_inference_grpc_pb2 as pb
 from service.proto import open_inference_grpc_pb2_grpc as pb_grpc
-from service.v2_stats import model_stats
+from service.v2_stats import model_metadata, model_stats
 from slimtext import __version__
 from slimtext.runtime import ModelLoadError
 
@@ -131,14 +131,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request, context):  # noqa: N802
         model = await self._model(context, request.name, request.version)
-        entry = self._classifier().registry.entries.get(model.name)
+        meta = model_metadata(self._classifier().registry, model)
         tm = pb.ModelMetadataResponse.TensorMetadata
-        return pb.ModelMetadataResponse(
-            name=model.name, versions=sorted(entry.versions, key=int) if entry else [model.version],
-            platform="onnxruntime_onnx",
-            inputs=[tm(name="text", datatype="BYTES", shape=[-1])],
-            outputs=[tm(name="label", datatype="BYTES", shape=[-1]),
-                     tm(name="probabilities", datatype="FP32", shape=[-1, len(model.classifier.labels)])])
+        return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+                                        inputs=[tm(**t) for t in meta["inputs"]],
+                                        outputs=[tm(**t) for t in meta["outputs"]])
 
     async def ModelInfer(self, request: InferCall, context):  # noqa: N802 - parsed by parse_infer
         classifier = await _guard(context, self._classifier)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from service import docs as offline_docs
 from service import errors, protocol
 from service.admission import Admission
-from service.auth import AuthGuard
+from service.auth import ApiKeys, AuthGuard
 from service.classify import Classifier
 from service.config import Settings
 from service.fastpath import ClassifyFastPath
@@ -31,8 +31,8 @@ async def start_grpc(get_classifier, settings: Settings, guard: AuthGuard, admis
 
 
 def create_app(settings: Settings | None = None) -> Admission:
-    """The FastAPI app wrapped by the /classify fast path, wrapped by admission control (ASGI apps; each
-    wrapper's `.app` is the one inside, the innermost is FastAPI)."""
+    """The FastAPI app wrapped by the /classify fast path, the API-key check (when keys are set) and admission
+    control (ASGI apps; each wrapper's `.app` is the one inside, the innermost is FastAPI)."""
     settings = settings or Settings()  # reads SLIMTEXT_* now: a bad value fails before serving
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -83,8 +83,11 @@ def create_app(settings: Settings | None = None) -> Admission:
     protocol.configure(protocol.Limits(settings.header_max_bytes, settings.header_timeout_s,
                                        settings.body_timeout_s, settings.drain_idle_s, settings.max_body_bytes))
     guard = AuthGuard(settings.api_keys, settings.admin_keys, docs_public=docs, metrics_public=settings.metrics_public)
-    inner = ClassifyFastPath(app, guard)
-    admission = Admission(inner, settings.max_in_flight, settings.max_body_bytes_in_flight,
-                          settings.retry_after_s, settings.max_body_bytes, settings.max_control_body_bytes)
+    # the edges, outermost first: admission control (body caps, in-flight slots), API keys (when set), the
+    # /classify fast path, FastAPI
+    inner = ClassifyFastPath(app)
+    admission = Admission(ApiKeys(inner, guard) if guard.active else inner, settings.max_in_flight,
+                          settings.max_body_bytes_in_flight, settings.retry_after_s, settings.max_body_bytes,
+                          settings.max_control_body_bytes)
     app.state.metrics.add_figures(admission.FIGURES, admission.figures)
     return admission

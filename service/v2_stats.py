@@ -1,4 +1,6 @@
-"""Per-model statistics in the shape Triton reports them (`GET /v2/models/{name}/stats`, gRPC ModelStatistics).
+"""What the Open Inference Protocol reports about a model, for REST and gRPC alike: its metadata
+(`GET /v2/models/{name}`, gRPC ModelMetadata) and its statistics in the shape Triton reports them
+(`GET /v2/models/{name}/stats`, gRPC ModelStatistics).
 
 Read from the counters the service already keeps (service/metrics.py), so nothing is added to the hot
 path: every successful request (any endpoint) is one `success`, its tokenizing is `compute_input`, the
@@ -9,6 +11,17 @@ the requests that named the model and got an error. Durations are cumulative nan
 from __future__ import annotations
 
 from service.metrics import Metrics
+from service.registry import LoadedModel, ModelRegistry
+
+
+def model_metadata(registry: ModelRegistry, model: LoadedModel) -> dict:
+    """name, versions, platform and the tensors: `text` (BYTES [N]) in; `label` and `probabilities` out."""
+    entry = registry.entries.get(model.name)
+    versions = sorted(entry.versions, key=int) if entry is not None else [model.version]
+    return {"name": model.name, "versions": versions, "platform": "onnxruntime_onnx",
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(model.classifier.labels)]}]}
 
 
 def _duration(count: int, seconds: float) -> dict:

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from service import v2_codec
+from service import v2_codec, v2_stats
 from service.classify import JSON, Reply
 from service.deps import get_classifier
 from service.errors import ApiError, validation_details
@@ -30,7 +30,6 @@ from service.schemas import (
     V2InferRequest,
     V2InferResponse,
     V2ModelMetadata,
-    V2TensorMetadata,
     inline_schema,
 )
 from service.v2_stats import model_stats
@@ -157,14 +156,7 @@ async def version_metadata(request: Request, name: ModelName, version: Version) 
 
 
 def _metadata(request: Request, model: LoadedModel) -> V2ModelMetadata:
-    n_labels = len(model.classifier.labels)
-    entry = get_classifier(request).registry.entries.get(model.name)
-    versions = sorted(entry.versions, key=int) if entry is not None else [model.version]
-    return V2ModelMetadata(
-        name=model.name, versions=versions, platform="onnxruntime_onnx",
-        inputs=[V2TensorMetadata(name="text", datatype="BYTES", shape=[-1])],
-        outputs=[V2TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
-                 V2TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, n_labels])])
+    return V2ModelMetadata(**v2_stats.model_metadata(get_classifier(request).registry, model))
 
 
 @router.get("/models/{name}/ready", responses=ERRORS)
