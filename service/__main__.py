@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from service.metrics import prepare_multiprocess, worker_count
 
 DEFAULTS = ["--http", "service.protocol:HardenedHttpToolsProtocol", "--timeout-keep-alive", "5",
-            "--timeout-graceful-shutdown", "20"]
+            "--timeout-graceful-shutdown", "20", "--no-server-header"]  # no "server: uvicorn" fingerprint
 
 
 

@@ -99,6 +99,7 @@ class _LingeringTransport:
 
 
 REPLY_431 = _reply(b"431 Request Header Fields Too Large", b"request_header_too_large")
+REPLY_400 = _reply(b"400 Bad Request", b"invalid_http_request")
 REPLY_408 = _reply(b"408 Request Timeout", b"request_timeout")
 REPLY_413 = _reply(b"413 Content Too Large", b"body_too_large")
 
@@ -219,6 +220,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         self._body_seen += len(body)
         super().on_body(body)
+
+    def send_400_response(self, msg: str) -> None:  # uvicorn's is text/plain: JSON like every other error
+        self._disarm()
+        self.transport.write(REPLY_400)
+        self.transport.close()
 
     def _reject_head(self) -> None:
         self._disarm()

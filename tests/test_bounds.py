@@ -150,6 +150,18 @@ def test_every_non_inference_route_takes_a_tiny_body(bounded, path, framing):
     assert live(bounded) == 200
 
 
+@pytest.mark.parametrize("raw", [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                                 b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n",
+                                 b"POST /classify HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+def test_a_malformed_request_gets_a_json_400_and_no_server_name(bounded, raw):
+    with socket.create_connection(("127.0.0.1", bounded.port)) as s:
+        s.sendall(raw)
+        status, headers, body = read_response(s)
+        assert status == 400 and json.loads(body)["error"] == "invalid_http_request" and "server" not in headers
+    r = httpx.get(f"{bounded.url}/health/live")
+    assert r.status_code == 200 and "server" not in r.headers
+
+
 # ------------------------------------------------------------------ validation errors
 
 @pytest.mark.parametrize("route", ["/classify", f"/v2/models/{MODEL}/infer"])
