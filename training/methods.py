@@ -18,6 +18,10 @@ A `Method` is a named setting of a kind (bits, scope, energy, re-training overri
                 weight (evaluated dequantized; named `sim-int<b>-per-row-<scope>`, not the served int8);
 - online_quant  online low-rank + re-train, then b-bit factors (and weights, scope="model").
 
+A method's `train` overrides the first training (its full model is then cached under its own key): the
+`teacher-*` variants distill from the fine-tuned MiniLM teacher's cached logits there and/or in the
+re-training (`distill_from="teacher"`; training/distill.py, docs/distill-pilot.md).
+
 Every method returns an `Outcome`: the model to evaluate (weights dequantized where quantized) and
 the bytes each quantized parameter is stored in. Adding one: docs/extending.md.
 """
@@ -83,6 +87,8 @@ class Method(BaseModel):
     scope: Literal["embedding", "model"] = "embedding"
     energy: float | None = Field(default=None, gt=0, le=1, description="rank from the energy kept, not p")
     retrain: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of the first training's FitConfig "
+                                  "(e.g. distillation from the cached teacher); the full model is then its own")
     word_dropout: float | None = Field(default=None, ge=0, lt=1, description="DAN word dropout while re-training")
 
     @model_validator(mode="after")
@@ -98,7 +104,19 @@ class Method(BaseModel):
         if (self.retrain or self.word_dropout is not None) and not self.retrains:
             raise ValueError(f"{self.name}: only re-training methods take re-training settings")
         FitConfig(**self.retrain)  # unknown or invalid keys fail here, not mid-sweep
+        first = FitConfig(**self.train)
+        if self.train and self.kind == "offline":
+            raise ValueError(f"{self.name}: the offline kind trains its own model; it takes no first-training settings")
+        if first.distill_alpha > 0 and first.distill_from != "teacher":
+            raise ValueError(f"{self.name}: the first training has no full model to distill from; "
+                             "set distill_from='teacher' (the cached teacher's logits)")
         return self
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the first training or the re-training reads the cached teacher's logits."""
+        return any(c.get("distill_from") == "teacher" and c.get("distill_alpha", 1.0) > 0
+                   for c in (self.train, self.retrain))
 
     @property
     def spec(self) -> MethodKind:
@@ -142,7 +160,7 @@ def get_method(name: str) -> Method:
 # --- the kinds: (bench, method, reduction) -> Outcome ----------------------------------------------
 
 def _full(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    return Outcome(bench.full())
+    return Outcome(bench.full(method))
 
 
 def _online(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
@@ -167,7 +185,7 @@ def _offline(bench: Workbench, method: Method, reduction: float | None) -> Outco
 
 
 def _quant(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    model = copy.deepcopy(bench.full())
+    model = copy.deepcopy(bench.full(method))
     return Outcome(model, quantized=fake_quantize_(model, method.bits, method.scope))
 
 
@@ -197,6 +215,27 @@ _NOWD_VARIANTS = [
     Method(name="online-nowd-pure", kind="online", word_dropout=0.0, retrain={"distill_alpha": 1.0}),
     Method(name="online-nowd-plain", kind="online", word_dropout=0.0, retrain=_NO_KD),
 ]
+
+
+def teacher_methods(alpha: float, temperature: float, tag: str = "") -> list[Method]:
+    """Distillation from the cached MiniLM teacher (training/teacher_cache, training.distill) at one (alpha, T),
+    with the d = 300 DAN re-training recipe (no word dropout): `teacher-full` (the first training learns from
+    the teacher), `teacher-online-nowd` (the first training and the CALR re-training both learn from it),
+    `teacher-retrain-online-nowd` (only the re-training does; it starts from the plain full model) and
+    `teacher-first-online-nowd-pure` (`online-nowd-pure`, distilling from the full DAN, on `teacher-full`)."""
+    kd = {"distill_alpha": alpha, "distill_temperature": temperature, "distill_from": "teacher"}
+    return [Method(name=f"teacher-full{tag}", kind="full", train=kd),
+            Method(name=f"teacher-online-nowd{tag}", kind="online", word_dropout=0.0, train=kd, retrain=kd),
+            Method(name=f"teacher-retrain-online-nowd{tag}", kind="online", word_dropout=0.0, retrain=kd),
+            Method(name=f"teacher-first-online-nowd-pure{tag}", kind="online", word_dropout=0.0, train=kd,
+                   retrain={"distill_alpha": 1.0})]
+
+
+# the pilot's grid (docs/distill-pilot.md; tags -a<alpha>-t<T>) and, untagged, the setting it chose
+TEACHER_GRID = [(alpha, t) for t in (1.0, 2.0, 4.0) for alpha in (0.5, 0.9)]
+TEACHER_DEFAULT = (0.5, 2.0)  # chosen on TREC dev, seed 0 (docs/distill-pilot.md)
+_TEACHER_VARIANTS = [*teacher_methods(*TEACHER_DEFAULT),
+                     *[m for a, t in TEACHER_GRID for m in teacher_methods(a, t, f"-a{a:g}-t{t:g}")]]
 # the CNN's re-training doubled (5 -> 10 epochs; `online-long`'s 30 epochs are six times the CNN's budget)
 _CNN_VARIANTS = [Method(name="online-10ep", kind="online", retrain={"epochs": 10})]
 for _m in [
@@ -206,9 +245,11 @@ for _m in [
     Method(name="online-nowd", kind="online", word_dropout=0.0),  # no word dropout while re-training
     *_NOWD_VARIANTS,
     *_CNN_VARIANTS,
+    *_TEACHER_VARIANTS,
     # each variant's int8 copy, so a recipe chosen per dataset on dev has its online+int8 cell too
-    *[Method(name=f"{m.name}+int8", kind="online_quant", bits=8, word_dropout=m.word_dropout, retrain=m.retrain)
-      for m in (*_RECIPE_VARIANTS, *_NOWD_VARIANTS, *_CNN_VARIANTS)],
+    *[Method(name=f"{m.name}+int8", kind="online_quant", bits=8, word_dropout=m.word_dropout, retrain=m.retrain,
+             train=m.train)
+      for m in (*_RECIPE_VARIANTS, *_NOWD_VARIANTS, *_CNN_VARIANTS, *_TEACHER_VARIANTS[1:4])],
     Method(name="online-e60", kind="online", energy=0.6),
     Method(name="online-e80", kind="online", energy=0.8),
     Method(name="noretrain", kind="noretrain"),
@@ -234,6 +275,8 @@ for _m in [
 def apply_method(method: Method, bench: Workbench, reduction: float | None = None) -> Outcome:
     if method.uses_reduction and reduction is None:
         raise ValueError(f"{method.name} needs a target reduction")
+    if method.uses_teacher:
+        bench.teacher_logits()  # a missing or stale teacher cache fails here, before any training
     return method.spec.apply(bench, method, reduction if method.uses_reduction else None)
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slimtext.tokenizer import Tokenizer
 from training.calr import CALR
+from training.distill import distill_loss
 
 CYCLIC_SCHEDULES = ("calr", "cosine", "onecycle", "clr")
 
@@ -38,6 +39,9 @@ class FitConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     distill_alpha: float = Field(default=0.0, ge=0, le=1, description="weight of the teacher's soft targets")
     distill_temperature: float = Field(default=2.0, gt=0)
+    distill_from: Literal["full", "teacher"] = Field(
+        default="full", description="soft targets: the full model's logits (re-training only) or the fine-tuned "
+        "teacher's cached logits (training/teacher_cache; training.distill)")
 
     @model_validator(mode="after")
     def _check(self) -> FitConfig:
@@ -114,14 +118,24 @@ def make_optimizer(model: nn.Module, cfg: FitConfig, steps_per_epoch: int):
 
 
 def fit(model: nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, seed: int,
-        teacher: nn.Module | None = None, log=print) -> tuple[nn.Module, list[dict]]:
-    """Train for cfg.epochs; return the model at the epoch with the best dev accuracy, and the history."""
-    if cfg.distill_alpha > 0 and teacher is None:
+        teacher: nn.Module | None = None, log=print,
+        teacher_logits: torch.Tensor | None = None) -> tuple[nn.Module, list[dict]]:
+    """Train for cfg.epochs; return the model at the epoch with the best dev accuracy, and the history.
+    Distillation (cfg.distill_alpha > 0) takes its soft targets from `teacher` (a model, distill_from="full")
+    or from `teacher_logits` (one row per training example, distill_from="teacher")."""
+    if cfg.distill_alpha > 0 and cfg.distill_from == "full" and teacher is None:
         raise ValueError("distill_alpha > 0 needs a teacher model")
+    if cfg.distill_alpha > 0 and cfg.distill_from == "teacher" and teacher_logits is None:
+        raise ValueError("distill_from='teacher' needs the teacher's cached logits")
+    if teacher_logits is not None and teacher_logits.shape[0] != len(train):
+        raise ValueError(f"{teacher_logits.shape[0]} teacher rows for {len(train)} training examples")
     gen = seed_everything(seed)
     steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     opt, sched = make_optimizer(model, cfg, steps)
-    soft = predict_logits(teacher, train) / cfg.distill_temperature if teacher is not None else None
+    if cfg.distill_from == "teacher":
+        soft = teacher_logits
+    else:
+        soft = predict_logits(teacher, train) if teacher is not None else None
 
     best_acc, best_state, history = -1.0, None, []
     for epoch in range(1, cfg.epochs + 1):
@@ -130,12 +144,10 @@ def fit(model: nn.Module, train: Encoded, dev: Encoded, cfg: FitConfig, seed: in
         for index in torch.randperm(len(train), generator=gen).split(cfg.batch_size):
             ids, lengths, y = train.batch(index)
             logits = model(ids, lengths)
-            loss = F.cross_entropy(logits, y)
             if soft is not None and cfg.distill_alpha > 0:
-                t = cfg.distill_temperature
-                kd = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(soft[index], 1),
-                              log_target=True, reduction="batchmean") * t * t
-                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
+                loss = distill_loss(logits, soft[index], y, cfg.distill_alpha, cfg.distill_temperature)
+            else:
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -27,6 +27,7 @@ from slimtext.data import datasets_root, load_splits
 from slimtext.tokenizer import Tokenizer, TokenizerConfig
 from training.architectures import get_architecture
 from training.checkpoint import load_model, save_model
+from training.distill import teacher_targets
 from training.glove import init_embedding, load_glove
 from training.lowrank import factorize, rank_for_energy, rank_for_reduction
 from training.model import FullEmbedding, LowRankEmbedding
@@ -96,6 +97,7 @@ class Task:
     test: Encoded
     glove: tuple[list[str], np.ndarray] | None
     vocab_extra: int = 0
+    folder: Path | None = None  # the dataset folder (a cached teacher is matched to its split files)
 
     @classmethod
     def load(cls, dataset_dir: str | Path, text_col: str = "text", label_col: str = "label",
@@ -120,7 +122,7 @@ class Task:
         index = {lab: i for i, lab in enumerate(names)}
         dev, test = (encode(tok, splits[s].texts, splits[s].labels, index) for s in ("dev", "test"))
         return cls(Path(dataset_dir).name, tok, names, encode(tok, texts, labels, index), dev, test, vectors,
-                   vocab_extra)
+                   vocab_extra, Path(dataset_dir))
 
     def initial_embedding(self, seed: int, dim: int = 50) -> torch.Tensor:
         """GloVe rows for known words, small random rows (seeded) for the rest, zeros for PAD."""
@@ -138,7 +140,8 @@ class Workbench:
 
     def __init__(self, task: Task, arch: str, seed: int, cache_dir: str | Path,
                  train_cfg: FitConfig | None = None, retrain_cfg: FitConfig | None = None,
-                 model_kwargs: dict[str, Any] | None = None, log: Callable[[str], None] = print):
+                 model_kwargs: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+                 teacher_dir: str | Path | None = None):
         spec = get_architecture(arch)
         self.task, self.arch, self.seed, self.log = task, arch, seed, log
         self.cache_dir = Path(cache_dir)
@@ -146,6 +149,8 @@ class Workbench:
         self.retrain_cfg = retrain_cfg or spec.retrain
         self.model_kwargs = {**spec.defaults, **(model_kwargs or {})}
         self._memory: dict[str, nn.Module] = {}
+        self.teacher_dir = teacher_dir  # None: training/teacher_cache
+        self._teacher: torch.Tensor | None = None
 
     def build(self, embedding: FullEmbedding | LowRankEmbedding) -> nn.Module:
         return get_architecture(self.arch).cls(embedding, len(self.task.labels), **self.model_kwargs)
@@ -163,13 +168,32 @@ class Workbench:
         self._memory[key] = model.eval()
         return model
 
-    def full(self) -> nn.Module:
+    def teacher_logits(self) -> torch.Tensor:
+        """The cached teacher's logits for the training rows (training.distill); read once."""
+        if self._teacher is None:
+            if self.task.folder is None:
+                raise ValueError(f"{self.task.name}: the task does not know its dataset folder")
+            self._teacher = teacher_targets(self.task.folder, "train", self.task.labels, len(self.task.train),
+                                            self.teacher_dir)
+        return self._teacher
+
+    def _soft(self, cfg: FitConfig) -> torch.Tensor | None:
+        return self.teacher_logits() if cfg.distill_alpha > 0 and cfg.distill_from == "teacher" else None
+
+    def train_cfg_for(self, method: Method | None) -> FitConfig:
+        return self.train_cfg.model_copy(update=method.train) if method is not None and method.train else self.train_cfg
+
+    def full(self, method: Method | None = None) -> nn.Module:
+        """The trained full model: the plain one, or the one `method.train` (first-training overrides) gives."""
+        cfg = self.train_cfg_for(method)
+
         def make():
             seed_everything(self.seed)
             model = self.build(FullEmbedding(self.task.initial_embedding(self.seed)))
-            model, history = fit(model, self.task.train, self.task.dev, self.train_cfg, self.seed, log=self.log)
+            model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, log=self.log,
+                                 teacher_logits=self._soft(cfg))
             return model, {"history": history}
-        return self._cached("full", make)
+        return self._cached(_full_key(cfg, method), make)
 
     def rank_for(self, embedding: torch.Tensor, method: Method, reduction: float | None) -> int:
         v, d = embedding.shape
@@ -180,7 +204,7 @@ class Workbench:
         return rank_for_reduction(v, d, reduction)
 
     def factorized_full(self, method: Method, reduction: float | None) -> nn.Module:
-        full = self.full()
+        full = self.full(method)
         e = full.embedding.table.weight
         a, b, _ = factorize(e, self.rank_for(e, method, reduction))
         model = copy.deepcopy(full)
@@ -194,16 +218,19 @@ class Workbench:
         cfg = self.retrain_cfg_for(method)
         rank_key = rank_key_of(method, reduction)
         wd = "" if method.word_dropout is None else f"-wd{method.word_dropout}"
-        key = f"online-{_digest(cfg.model_dump_json())}-{rank_key}{wd}"
-        if method.word_dropout is not None and not hasattr(self.full(), "word_dropout"):
+        full_key = _full_key(self.train_cfg_for(method), method)
+        source = "" if full_key == "full" else f"-{full_key}"  # online models of a first training of the method's own
+        key = f"online-{_digest(_cfg_json(cfg))}-{rank_key}{wd}{source}"
+        if method.word_dropout is not None and not hasattr(self.full(method), "word_dropout"):
             raise ValueError(f"{method.name}: {self.arch} has no word dropout")
 
         def make():
             model = self.factorized_full(method, reduction)
             if method.word_dropout is not None:
                 model.word_dropout.p = method.word_dropout
-            teacher = self.full() if cfg.distill_alpha > 0 else None
-            model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log)
+            teacher = self.full(method) if cfg.distill_alpha > 0 and cfg.distill_from == "full" else None
+            model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log,
+                                 teacher_logits=self._soft(cfg))
             return model, {"history": history}
         return self._cached(key, make)
 
@@ -215,6 +242,16 @@ def _spacy(path: str | None):
 
 def rank_key_of(method: Method, reduction: float | None) -> str:
     return f"e{method.energy}" if method.energy is not None else f"p{reduction}"
+
+
+def _cfg_json(cfg: FitConfig) -> str:
+    """A config's JSON for cache keys; the default `distill_from` is left out, so keys made before it existed hold."""
+    return cfg.model_dump_json(exclude={"distill_from"} if cfg.distill_from == "full" else None)
+
+
+def _full_key(cfg: FitConfig, method: Method | None) -> str:
+    """`full` for the plain first training, `full-<digest of its config>` when the method overrides it."""
+    return f"full-{_digest(_cfg_json(cfg))}" if method is not None and method.train else "full"
 
 
 def _digest(text: str) -> str:
