@@ -96,11 +96,8 @@ class Admission:
         self.body_bytes -= declared
 
     async def _reject(self, send) -> None:
-        body = error_body("overloaded", "the server is at its configured capacity; retry later")
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", self._retry_after()), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await _close_with(send, 503, error_body("overloaded", "the server is at its configured capacity; retry later"),
+                          [(b"retry-after", self._retry_after())])
 
     def _retry_after(self) -> bytes:
         """Retry-After spread over [n, 2n] s: clients shed together must not all come back in the same instant."""
@@ -120,12 +117,17 @@ class Admission:
                 "skipped_gone": off.skipped if off else 0, "worker_queue": off.pending if off else 0}
 
 
-async def _too_large(send, limit: int) -> None:
-    body = error_body("body_too_large", f"request body over the {limit}-byte limit of this route")
-    await send({"type": "http.response.start", "status": 413, "headers": [
+async def _close_with(send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A JSON error sent before the body was read, so the connection is closed after it."""
+    await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+        *(extra or []), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _too_large(send, limit: int) -> None:
+    message = f"request body over the {limit}-byte limit of this route"
+    await _close_with(send, 413, error_body("body_too_large", message))
 
 
 class CappedBody:
