@@ -285,7 +285,8 @@ def report() -> None:
         lines += summary(data, [tag(*pick)] + ([tag(*own)] if own is not None and own != pick else []))
     lines += ["## What was not tried", "",
               "- Unlabeled text labelled by the teacher (Tang et al.'s masking / n-gram sampling), and the SST-2 "
-              "phrases (the cache holds the teacher's logits for them): the students saw the training sentences only.",
+              "phrases (the cache holds the teacher's logits for them): the students saw the training sentences only "
+              "(both were tried afterwards on phrase-level SST-2: docs/accuracy-phrases.md).",
               "- Re-tuning the student's schedule for the teacher (epochs, learning rates, CALR cycle): both phases "
               "kept today's recipe (the d = 300 sweep's first training per dataset, training/grids/d300.json, and "
               "15 CALR epochs).",

@@ -146,3 +146,24 @@ def test_word_dropout_override_is_for_online_methods_only():
     assert Method(name="x", kind="online", word_dropout=0.0).word_dropout == 0.0
     with pytest.raises(ValidationError):
         Method(name="x", kind="noretrain", word_dropout=0.0)
+
+
+def test_one_svd_per_model_and_rank_and_each_copy_is_its_own(task, tmp_path, monkeypatch):
+    """Re-training and the no-retrain score share one SVD (runs.py asked for it twice); training one copy of
+    the factors leaves the next copy as the SVD made it."""
+    import training.workbench as wb
+
+    calls = []
+    real = wb.factorize
+    monkeypatch.setattr(wb, "factorize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    b = bench(task, tmp_path)
+    first = b.factorized_full(METHODS["online"], 0.9)
+    with torch.no_grad():
+        first.embedding.a.weight.add_(1.0)
+        first.embedding.b.add_(1.0)
+    second = b.factorized_full(METHODS["online"], 0.9)
+    assert len(calls) == 1
+    assert not torch.equal(first.embedding.a.weight, second.embedding.a.weight)
+    assert not torch.equal(first.embedding.b, second.embedding.b)
+    b.factorized_full(METHODS["online"], 0.5)
+    assert len(calls) == 2

@@ -6,6 +6,8 @@ The soft targets are either the full model's logits (the re-training recipe's se
 `FitConfig.distill_from = "full"`) or a fine-tuned transformer's logits cached by `training teacher`
 (`distill_from = "teacher"`, read here with `teacher_targets`). A cached teacher is aligned to the
 training rows by the sha256 of the split file it was computed from: a missing or stale cache is refused.
+A dataset whose train file is another teacher's extra split (sst2-phrases/train: sst2.npz's `phrases`) reads
+it there (`training.teacher.cache_source`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 
 from slimtext.data import split_path
 from training.spacy_vectors import sha256_of
-from training.teacher import cache_path, load_teacher_logits
+from training.teacher import cache_path, cache_source, load_teacher_logits
 
 
 def check_distill(alpha: float, temperature: float) -> None:
@@ -50,12 +52,12 @@ def teacher_targets(dataset_dir: str | Path, split: str, labels: list[str], rows
     columns in the order of `labels`. The cache must have been computed from this very split file (same
     sha256); `rows` may be fewer than the file's (a `limit_train` run keeps the file's first rows)."""
     dataset_dir = Path(dataset_dir)
-    dataset = dataset_dir.name
     path = split_path(dataset_dir, split)
+    dataset, cached_split = cache_source(dataset_dir.name, split)  # sst2-phrases/train: sst2.npz, split `phrases`
     try:
-        logits, cached_labels = load_teacher_logits(dataset, split, sha256_of(path), directory)
+        logits, cached_labels = load_teacher_logits(dataset, cached_split, sha256_of(path), directory)
     except (FileNotFoundError, KeyError, ValueError) as e:
-        raise ValueError(f"cannot distill from the teacher on {dataset}/{split}: {e}") from e
+        raise ValueError(f"cannot distill from the teacher on {dataset_dir.name}/{split}: {e}") from e
     if sorted(cached_labels) != sorted(labels):
         raise ValueError(f"{cache_path(dataset, directory)}: teacher labels {cached_labels} are not the task's "
                          f"labels {labels}")

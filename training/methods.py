@@ -138,6 +138,12 @@ class Method(BaseModel):
     def uses_reduction(self) -> bool:
         return self.low_rank and self.energy is None
 
+    def check_reduction(self, reduction: float | None) -> None:
+        """The one check that a method gets the target reduction p it needs (config validation and
+        `apply_method` both call it)."""
+        if self.uses_reduction and reduction is None:
+            raise ValueError(f"method {self.name} needs a target reduction (--reduction)")
+
     @property
     def quantization(self) -> str | None:
         """The name of what this method does to weights, as recorded in manifests: simulated (fake)
@@ -236,6 +242,68 @@ TEACHER_GRID = [(alpha, t) for t in (1.0, 2.0, 4.0) for alpha in (0.5, 0.9)]
 TEACHER_DEFAULT = (0.5, 2.0)  # chosen on TREC dev, seed 0 (docs/distill-pilot.md)
 _TEACHER_VARIANTS = [*teacher_methods(*TEACHER_DEFAULT),
                      *[m for a, t in TEACHER_GRID for m in teacher_methods(a, t, f"-a{a:g}-t{t:g}")]]
+
+
+# Re-training schedules for a 10x larger training set (phrase-level SST-2, 67k examples; issue 23): a few epochs
+# of CALR (each epoch is ~1,050 steps instead of ~110), lower peaks, lr_low and cycles per epoch as knobs.
+# (epochs, lr_high, lr_low, calr_cycles); tag -r<epochs>-h<lr_high>[-l<lr_low>][-c<cycles>]
+PHRASE_SCHEDULES = [(3, 3e-3, 1e-4, 1), (3, 1e-3, 1e-4, 1), (3, 1e-3, 1e-5, 1), (3, 1e-3, 1e-4, 4),
+                    (5, 1e-3, 1e-4, 1), (3, 3e-4, 1e-5, 1),
+                    (3, 1e-4, 1e-5, 1), (3, 3e-4, 1e-5, 4),  # added after the first six's results
+                    (3, 3e-5, 3e-6, 1)]  # added after those: lower peaks kept winning on dev
+# (alpha, T) of the teacher tried on sst2-phrases (the sentence-level pilot chose 0.5, 2)
+PHRASE_TEACHER_GRID = [(0.5, 2.0), (0.9, 2.0), (1.0, 2.0)]
+
+
+def schedule_tag(epochs: int, lr_high: float, lr_low: float = 1e-4, cycles: int = 1) -> str:
+    return (f"-r{epochs}-h{lr_high:g}" + (f"-l{lr_low:g}" if lr_low != 1e-4 else "")
+            + (f"-c{cycles}" if cycles != 1 else ""))
+
+
+def phrase_methods(epochs: int, lr_high: float, lr_low: float = 1e-4, cycles: int = 1,
+                   teacher: list[tuple[float, float]] = PHRASE_TEACHER_GRID) -> list[Method]:  # noqa: B006
+    """The d = 300 DAN re-training recipes (no word dropout) with a short CALR schedule: `online-nowd-pure<s>`
+    (soft targets of the full DAN only), `online-nowd-plain<s>` (labels only), and per teacher (alpha, T):
+    `teacher-online-nowd<s>-a-t` (first training and re-training learn from the teacher),
+    `teacher-retrain-online-nowd<s>-a-t` (the re-training only) and `teacher-first-online-nowd-pure<s>-a-t`
+    (the teacher-trained full DAN, re-trained on its own soft targets)."""
+    sched = {"epochs": epochs, "lr_high": lr_high, "lr_low": lr_low, "calr_cycles": cycles}
+    s = schedule_tag(epochs, lr_high, lr_low, cycles)
+    out = [Method(name=f"online-nowd-pure{s}", kind="online", word_dropout=0.0,
+                  retrain={**sched, "distill_alpha": 1.0}),
+           Method(name=f"online-nowd-plain{s}", kind="online", word_dropout=0.0, retrain={**sched, **_NO_KD})]
+    for alpha, t in teacher:
+        kd = {"distill_alpha": alpha, "distill_temperature": t, "distill_from": "teacher"}
+        tag = f"-a{alpha:g}-t{t:g}"
+        out += [Method(name=f"teacher-online-nowd{s}{tag}", kind="online", word_dropout=0.0, train=kd,
+                       retrain={**sched, **kd}),
+                Method(name=f"teacher-retrain-online-nowd{s}{tag}", kind="online", word_dropout=0.0,
+                       retrain={**sched, **kd}),
+                Method(name=f"teacher-first-online-nowd-pure{s}{tag}", kind="online", word_dropout=0.0, train=kd,
+                       retrain={**sched, "distill_alpha": 1.0})]
+    return out
+
+
+# the teacher's re-trainings ran at the schedules chosen on dev (the first six's best, then the eight's best)
+PHRASE_TEACHER_SCHEDULES = [(3, 3e-4, 1e-5, 1), (3, 1e-4, 1e-5, 1)]
+_PHRASE_VARIANTS = [m for sched in PHRASE_SCHEDULES for m in phrase_methods(
+    *sched, teacher=PHRASE_TEACHER_GRID if sched in PHRASE_TEACHER_SCHEDULES else [])]
+# the teacher-trained full models of that grid not already registered (alpha = 1: soft targets only)
+_PHRASE_TEACHER_FULL = [Method(name=f"teacher-full-a{a:g}-t{t:g}", kind="full",
+                               train={"distill_alpha": a, "distill_temperature": t, "distill_from": "teacher"})
+                        for a, t in PHRASE_TEACHER_GRID if (a, t) not in TEACHER_GRID]
+# their int8 copies (the embedding stored as int8 per row, as `int8` does to the plain full model)
+_PHRASE_TEACHER_INT8 = [Method(name=f"teacher-full-a{a:g}-t{t:g}+int8", kind="quant", bits=8,
+                               train={"distill_alpha": a, "distill_temperature": t, "distill_from": "teacher"})
+                        for a, t in PHRASE_TEACHER_GRID]
+# the CNN on the phrases (it has no word dropout): the DAN's dev-chosen short schedule for 2 epochs, soft targets of
+# the full CNN, or of the teacher (re-training only); a pilot, seed 0
+_CNN_PHRASE_SCHEDULE = {"epochs": 2, "lr_high": 1e-4, "lr_low": 1e-5}
+_PHRASE_CNN = [Method(name="online-pure-r2-h0.0001-l1e-05", kind="online",
+                      retrain={**_CNN_PHRASE_SCHEDULE, "distill_alpha": 1.0}),
+               Method(name="teacher-retrain-online-r2-h0.0001-l1e-05-a0.5-t2", kind="online",
+                      retrain={**_CNN_PHRASE_SCHEDULE, "distill_alpha": 0.5, "distill_temperature": 2.0,
+                               "distill_from": "teacher"})]
 # the CNN's re-training doubled (5 -> 10 epochs; `online-long`'s 30 epochs are six times the CNN's budget)
 _CNN_VARIANTS = [Method(name="online-10ep", kind="online", retrain={"epochs": 10})]
 for _m in [
@@ -246,10 +314,15 @@ for _m in [
     *_NOWD_VARIANTS,
     *_CNN_VARIANTS,
     *_TEACHER_VARIANTS,
+    *_PHRASE_VARIANTS,
+    *_PHRASE_TEACHER_FULL,
+    *_PHRASE_TEACHER_INT8,
+    *_PHRASE_CNN,
     # each variant's int8 copy, so a recipe chosen per dataset on dev has its online+int8 cell too
     *[Method(name=f"{m.name}+int8", kind="online_quant", bits=8, word_dropout=m.word_dropout, retrain=m.retrain,
              train=m.train)
-      for m in (*_RECIPE_VARIANTS, *_NOWD_VARIANTS, *_CNN_VARIANTS, *_TEACHER_VARIANTS[1:4])],
+      for m in (*_RECIPE_VARIANTS, *_NOWD_VARIANTS, *_CNN_VARIANTS, *_TEACHER_VARIANTS[1:4], *_PHRASE_VARIANTS,
+                        *_PHRASE_CNN)],
     Method(name="online-e60", kind="online", energy=0.6),
     Method(name="online-e80", kind="online", energy=0.8),
     Method(name="noretrain", kind="noretrain"),
@@ -273,8 +346,7 @@ for _m in [
 
 
 def apply_method(method: Method, bench: Workbench, reduction: float | None = None) -> Outcome:
-    if method.uses_reduction and reduction is None:
-        raise ValueError(f"{method.name} needs a target reduction")
+    method.check_reduction(reduction)
     if method.uses_teacher:
         bench.teacher_logits()  # a missing or stale teacher cache fails here, before any training
     return method.spec.apply(bench, method, reduction if method.uses_reduction else None)

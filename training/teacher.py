@@ -385,6 +385,18 @@ def cache_path(dataset: str, directory: str | Path | None = None) -> Path:
     return Path(directory or CACHE_DIR) / f"{dataset}.npz"
 
 
+def cache_source(dataset: str, split: str) -> tuple[str, str]:
+    """(cache, split in it) that holds the teacher's logits for `dataset`'s `split`. A dataset whose training
+    file another dataset's teacher labelled as an extra split (EXTRA_TEXTS: sst2-phrases/train is sst2's split
+    `phrases`) reads that teacher's cache; its other splits read the same-named splits there (sst2-phrases'
+    dev/test are sst2's). The caller still matches the file by sha256, so a different file is refused."""
+    for owner, extras in EXTRA_TEXTS.items():
+        for name, (other, other_split) in extras.items():
+            if other == dataset:
+                return owner, name if split == other_split else split
+    return dataset, split
+
+
 def write_cache(path: Path, labels: list[str], splits: dict[str, tuple[str, str, np.ndarray]],
                 meta: dict[str, Any]) -> None:
     """`splits`: name -> (source file as dataset/file, its sha256, float logits [N, C]); stored float16."""

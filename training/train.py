@@ -37,6 +37,8 @@ class FitConfig(BaseModel):
                            "one-cycle peak")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (schedule=sgd)")
     weight_decay: float = Field(default=0.0, ge=0)
+    calr_cycles: int = Field(default=1, ge=1, description="CALR: triangular cycles per epoch (the cycle is "
+                             "steps_per_epoch / calr_cycles iterations long; lr_high is annealed once an epoch)")
     distill_alpha: float = Field(default=0.0, ge=0, le=1, description="weight of the teacher's soft targets")
     distill_temperature: float = Field(default=2.0, gt=0)
     distill_from: Literal["full", "teacher"] = Field(
@@ -107,7 +109,8 @@ def make_optimizer(model: nn.Module, cfg: FitConfig, steps_per_epoch: int):
     opt = torch.optim.Adam(params, lr=start, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "calr":
-        return opt, CALR(opt, cfg.lr_low, cfg.lr_high, steps_per_epoch=steps_per_epoch)
+        return opt, CALR(opt, cfg.lr_low, cfg.lr_high, steps_per_epoch=steps_per_epoch,
+                         step_size=max(1, steps_per_epoch // (2 * cfg.calr_cycles)))
     if cfg.schedule == "cosine":
         return opt, sched_lib.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr_low)
     if cfg.schedule == "onecycle":

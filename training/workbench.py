@@ -145,6 +145,7 @@ class Workbench:
         spec = get_architecture(arch)
         self.task, self.arch, self.seed, self.log = task, arch, seed, log
         self.cache_dir = Path(cache_dir)
+        self._factors: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}  # SVD factors per model, rank
         self.train_cfg = train_cfg or spec.train
         self.retrain_cfg = retrain_cfg or spec.retrain
         self.model_kwargs = {**spec.defaults, **(model_kwargs or {})}
@@ -199,16 +200,21 @@ class Workbench:
         v, d = embedding.shape
         if method.energy is not None:
             return rank_for_energy(torch.linalg.svdvals(embedding.detach().double()), method.energy)
-        if reduction is None:
-            raise ValueError(f"{method.name} needs a target reduction")
+        method.check_reduction(reduction)
         return rank_for_reduction(v, d, reduction)
 
     def factorized_full(self, method: Method, reduction: float | None) -> nn.Module:
+        """The full model with its embedding replaced by the rank-k SVD factors: one SVD per full model and rank
+        (re-training and the no-retrain score share it); each call gets its own copy of the factors."""
         full = self.full(method)
-        e = full.embedding.table.weight
-        a, b, _ = factorize(e, self.rank_for(e, method, reduction))
+        key = (_full_key(self.train_cfg_for(method), method), rank_key_of(method, reduction))
+        if key not in self._factors:
+            e = full.embedding.table.weight
+            a, b, _ = factorize(e, self.rank_for(e, method, reduction))
+            self._factors[key] = (a, b)
+        a, b = self._factors[key]
         model = copy.deepcopy(full)
-        model.embedding = LowRankEmbedding(a, b)
+        model.embedding = LowRankEmbedding(a.clone(), b)  # B is copied by LowRankEmbedding
         return model
 
     def retrain_cfg_for(self, method: Method) -> FitConfig:
@@ -244,9 +250,13 @@ def rank_key_of(method: Method, reduction: float | None) -> str:
     return f"e{method.energy}" if method.energy is not None else f"p{reduction}"
 
 
+_LATER_FIELDS = {"distill_from": "full", "calr_cycles": 1}  # FitConfig fields added after cache keys existed
+
+
 def _cfg_json(cfg: FitConfig) -> str:
-    """A config's JSON for cache keys; the default `distill_from` is left out, so keys made before it existed hold."""
-    return cfg.model_dump_json(exclude={"distill_from"} if cfg.distill_from == "full" else None)
+    """A config's JSON for cache keys; fields added later are left out at their defaults, so keys made before
+    they existed hold."""
+    return cfg.model_dump_json(exclude={k for k, v in _LATER_FIELDS.items() if getattr(cfg, k) == v} or None)
 
 
 def _full_key(cfg: FitConfig, method: Method | None) -> str:
