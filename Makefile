@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 $(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed
 	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED) --vectors $(VECTORS) --method $(RECIPE)
 
-# the default model, named explicitly (service/registry.py); `training run` writes it too, this covers older folders
+# the default model, named explicitly (service/registry/); `training run` writes it too, this covers older folders
 $(MODELS)/aliases.json: | $(MODELS)/$(DATASET)-dan-lowrank/manifest.json
 	@test -f $@ || echo '{"default": "$(DATASET)-dan-lowrank"}' > $@
 
@@ -117,7 +117,7 @@ sweep-d300: | $(VENV)/.installed
 first-d300: | $(VENV)/.installed
 	for g in training/grids/d300-first-*.json; do $(PY) -m training sweep --grid $$g || exit 1; done
 energy-d300: | $(VENV)/.installed
-	$(PY) -m training.energy --sweep runs/sweep-d300 --out docs/energy-d300.md
+	$(PY) -m research.energy --sweep runs/sweep-d300 --out docs/energy-d300.md
 
 # attack `python -m service` on loopback (bounded, stops by itself, ~2 min per checkout) -> docs/reliability.md;
 # BEFORE=/path/to/other/checkout runs the same cases against it too (case -> before -> after)

@@ -15,6 +15,7 @@ start-up); models per GiB = (1 GiB - RSS with one model loaded) / per-model memo
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -77,7 +78,7 @@ def child(folder: Path, mode: str) -> dict:
     import gc
 
     from service.memory import rss_bytes
-    from service.registry import ModelRegistry, _trim_heap
+    from service.registry import ModelRegistry, RegistryConfig, _trim_heap
     from slimtext import runtime
 
     if mode == "before":  # one dict-of-strings tokenizer per model, as before the compact shared vocabulary
@@ -86,14 +87,15 @@ def child(folder: Path, mode: str) -> dict:
                 return value
 
         runtime._VOCABS = NoCache()
-        runtime.COMPACT_VOCAB = False
+        runtime._parse_tokenizer = functools.partial(runtime._parse_tokenizer, compact=False)
     elif mode == "compact":  # compact, but one per model: what distinct vocabularies cost
         class NoShare(dict):
             def setdefault(self, key, value):
                 return value
 
         runtime._VOCABS = NoShare()
-    reg = ModelRegistry(folder, cpu_arena=mode == "before")  # "compact" and "after": the service's default
+    # "compact" and "after": the service's default (no arena)
+    reg = ModelRegistry(RegistryConfig(folder, cpu_arena=mode == "before"))
     reg.scan()
     reg._warm_up()
     gc.collect()

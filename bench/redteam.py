@@ -328,10 +328,11 @@ def cases(quick: bool) -> list[Case]:
     ]
 
 
-def run_case(case: Case, repo: Path, python: str, models_dir: Path, pool: ProcessPoolExecutor) -> dict:
+def run_case(case: Case, repo: Path, python: str, models_dir: Path, pool: ProcessPoolExecutor,
+             server_args: tuple[str, ...] = ()) -> dict:
     grpc_port = free_port() if case.grpc else None
     env = {**case.env, **({"SLIMTEXT_GRPC_PORT": str(grpc_port)} if grpc_port else {})}
-    srv = UvicornServer(models_dir, python=python, cwd=repo, env=env)
+    srv = UvicornServer(models_dir, python=python, cwd=repo, env=env, args=server_args)
     with srv:
         pid = srv.proc.pid
         base = RssSampler.rss_mb(pid)
@@ -409,7 +410,8 @@ def bounds_verdict(name: str, r: dict, probes: str, probes_ok: bool, rss_limit_m
     return (f"{probes}; {rss}; replies {codes}{extra}", probes_ok and rss_ok and replies_ok and small_errors)
 
 
-def run_all(repo: Path, python: str, models_dir: Path, quick: bool, only: list[str] | None) -> dict[str, dict]:
+def run_all(repo: Path, python: str, models_dir: Path, quick: bool, only: list[str] | None,
+            server_args: tuple[str, ...] = ()) -> dict[str, dict]:
     results = {}
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
@@ -417,7 +419,7 @@ def run_all(repo: Path, python: str, models_dir: Path, quick: bool, only: list[s
             if only and case.name not in only:
                 continue
             print(f"[{repo.name}] {case.name} ...", flush=True)
-            results[case.name] = run_case(case, repo, python, models_dir, pool)
+            results[case.name] = run_case(case, repo, python, models_dir, pool, server_args)
             print(f"[{repo.name}] {case.name}: {results[case.name]}", flush=True)
     return results
 
@@ -494,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="case names to run")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--before-json", type=Path, help="reuse the 'before' results of an earlier --json file")
+    p.add_argument("--before-args", default=None, help="'before' = this checkout started with these uvicorn "
+                   "options, e.g. \"--http httptools\" (uvicorn's own protocol instead of service/protocol.py)")
     p.add_argument("--from-json", type=Path, help="run nothing: render the before and after of an earlier --json file")
     args = p.parse_args(argv)
     if args.from_json:
@@ -507,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         repo = args.before_repo.resolve()
         py = repo / ".venv" / "bin" / "python"
         before = run_all(repo, str(py) if py.exists() else sys.executable, args.models_dir, args.quick, args.only)
+    elif args.before_args is not None:
+        before = run_all(ROOT, sys.executable, args.models_dir, args.quick, args.only, tuple(args.before_args.split()))
     after = run_all(ROOT, sys.executable, args.models_dir, args.quick, args.only)
     if args.json:
         args.json.write_text(json.dumps({"before": before, "after": after}, indent=1))

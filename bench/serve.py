@@ -109,9 +109,9 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
 
     import orjson
 
-    from service.classify import build_predictions
     from service.config import Settings
     from service.main import create_app
+    from service.routes.classify import build_predictions
     from service.schemas import ClassifyRequest
 
     body = orjson.dumps({"texts": [SENTENCE], "model": model})
@@ -147,7 +147,7 @@ def profile(models_dir: Path, model: str) -> list[tuple[str, float]]:
             ("metrics (3 stage histograms + counter)", cpu_us(lambda: (
                 clf.metrics.observe_stages(model, 1e-5, 2e-5, 5e-5), clf.metrics.count(model, "classify", 200)))),
             ("event-loop round trip (empty coroutine)", cpu_us(lambda: loop.run_until_complete(asyncio.sleep(0)))),
-            ("whole /classify ASGI call (fast path)", cpu_us(asgi("/classify"), 5000)),
+            ("whole /classify ASGI call (raw endpoint)", cpu_us(asgi("/classify"), 5000)),
             ("whole /bench/constant ASGI call (FastAPI)", cpu_us(asgi("/bench/constant"), 5000))]
     loop.run_until_complete(lifespan.__aexit__(None, None, None))
     loop.close()
@@ -201,6 +201,14 @@ def render(models: list[dict], table: dict[int, dict[str, WrkResult]], batching:
     return "\n".join(lines) + "\n"
 
 
+def kept_sections(path: Path) -> str:
+    """The sections other benchmarks splice into this page (`<!-- bench.X:start -->` ... `<!-- bench.X:end -->`):
+    kept when bench.serve rewrites the rest."""
+    old = path.read_text() if path.exists() else ""
+    blocks = re.findall(r"(<!-- (bench\.[a-z_]+):start -->.*?<!-- \2:end -->)", old, re.S)
+    return "".join(f"\n{block}\n" for block, _ in blocks)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
@@ -249,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     settings["full model"] = full
     text = render(models, table, batching, offload, settings, profile(args.models_dir, settings["profiled model"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.write_text(text + kept_sections(args.out))
     print(text)
     return 0
 

@@ -23,9 +23,12 @@ def free_port() -> int:
 
 
 def uvicorn_command(python: str, port: int, host: str = LOOPBACK, extra: tuple[str, ...] = ()) -> list[str]:
-    """The Dockerfile's CMD (`python -m service`: uvicorn with the app factory), bound to loopback."""
+    """The Dockerfile's CMD (`python -m service`: uvicorn with the app factory), bound to loopback; one worker
+    process unless `extra` says `--workers` (the production default, `auto`, is one per usable CPU: tests and
+    benchmarks that read one process's RSS, metrics or limits ask for one)."""
+    workers = () if any(a == "--workers" or a.startswith("--workers=") for a in extra) else ("--workers", "1")
     return [python, "-m", "service", "--host", host, "--port", str(port),
-            "--no-access-log", *extra]
+            "--no-access-log", *workers, *extra]
 
 
 class UvicornServer:

@@ -22,9 +22,9 @@ from bench.server import ROOT
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from service.registry import ModelRegistry
+from service.registry import ModelRegistry, RegistryConfig
 t0 = time.perf_counter()
-reg = ModelRegistry.load(Path(sys.argv[1]))
+reg = ModelRegistry.load(RegistryConfig(Path(sys.argv[1])))
 elapsed = time.perf_counter() - t0
 print(json.dumps({"seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "served": sorted(reg.models), "errors": {k: v[-160:] for k, v in reg.errors.items()}}))

@@ -5,7 +5,7 @@ smallest k whose top singular values hold a share of the energy sum(s²). This r
 of a sweep (`<out_dir>/<dataset>-<vocab>-<model>-s<seed>/cache/full.pt`) and tabulates, per dataset and
 model, the energy the 90% rank keeps and the rank (and so the reduction) each energy share would need:
 
-    python -m training.energy --sweep runs/sweep-d300 --out docs/energy-d300.md
+    python -m research.energy --sweep runs/sweep-d300 --out docs/energy-d300.md
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from research.tables import DATASETS
 from training.checkpoint import load_model
 from training.lowrank import rank_for_energy, rank_for_reduction
-from training.report_d300 import DATASETS
 
 ENERGIES = (0.5, 0.6, 0.8, 0.9)
 
@@ -63,7 +63,7 @@ def table(rows: dict[tuple[str, str], list[dict]], reduction: float) -> list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.energy", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m research.energy", description=__doc__.splitlines()[0])
     p.add_argument("--sweep", type=Path, required=True, help="a sweep's out_dir (its cached full models)")
     p.add_argument("--reduction", type=float, default=0.9)
     p.add_argument("--out", type=Path, default=None, help="write a markdown table here (default: print it)")
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         p.error(f"no cached full models under {args.sweep}")
     lines = [f"# Energy-based rank against the {args.reduction:.0%} reduction formula", "",
-             f"Made by `python -m training.energy --sweep {args.sweep}`: the SVD of every trained full model's "
+             f"Made by `python -m research.energy --sweep {args.sweep}`: the SVD of every trained full model's "
              "embedding table in the sweep (means over seeds). The energy of rank k is the share of sum(s²) its top "
              "k singular values hold; the reduction of rank k is 1 − k(|V|+d)/(|V|·d).", "",
              *table(rows, args.reduction), ""]

@@ -6,118 +6,30 @@ on mean dev accuracy, and only then is the test accuracy of the chosen recipe re
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from research.tables import (
+    HEADLINE,
+    ONLINE_RECIPES,
+    Key,
+    Stats,
+    aggregate,
+    by_reduction_table,
+    choose_online,
+    headline_tables,
+    load_rows,
+    order,
+    simple_table,
+)
 from training.architectures import ARCHITECTURES
 from training.sizes import Shape, flops, fp32_bytes, quantized_bytes, total_params
 
-# re-training recipes for the DAN at 90%: candidates, one chosen per dataset on dev
-ONLINE_RECIPES = ["online", "online-plain", "online-mild", "online-pure", "online-nowd", "online-long", "online-hot"]
 SCHEDULES = ["sched-calr", "sched-adam", "sched-sgd-slow", "sched-sgd", "sched-sgd-fast", "sched-cosine",
              "sched-onecycle", "sched-clr"]
-HEADLINE = [("full", None), ("online", 0.9), ("online*", 0.9), ("noretrain", 0.9), ("offline", 0.9),
-            ("int8", None), ("int4", None), ("online+int8", 0.9)]
-_NUM = {"reduction", "dev_acc", "test_acc", "energy", "embedding_reduction_params", "embedding_bytes_reduction",
-        "model_bytes_reduction", "seconds"}
-_INT = {"vocab_size", "dim", "seed", "bits", "rank", "params", "model_bytes", "embedding_bytes"}
-
-
-def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k in list(r):
-            if r[k] == "":
-                r[k] = None
-            elif k in _NUM:
-                r[k] = float(r[k])
-            elif k in _INT:
-                r[k] = int(float(r[k]))
-    return rows
-
-
-Key = tuple[str, str, str, str, float | None]  # dataset, vocab, model, method, reduction
-
-
-class Stats:
-    def __init__(self, rows: list[dict[str, Any]]):
-        self.rows = rows
-        self.n = len(rows)
-        self.test = [r["test_acc"] * 100 for r in rows]
-        self.dev = [r["dev_acc"] * 100 for r in rows]
-        self.first = rows[0]
-
-    @staticmethod
-    def _mean_std(xs: list[float]) -> tuple[float, float]:
-        return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-    @property
-    def test_mean(self) -> float:
-        return statistics.fmean(self.test)
-
-    @property
-    def dev_mean(self) -> float:
-        return statistics.fmean(self.dev)
-
-    def fmt(self, which: str = "test") -> str:
-        m, s = self._mean_std(self.test if which == "test" else self.dev)
-        return f"{m:.2f} ± {s:.2f}"
-
-
-def aggregate(rows: list[dict[str, Any]]) -> dict[Key, Stats]:
-    groups: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["dataset"], r["vocab"], r["model"], r["method"], r["reduction"])].append(r)
-    return {k: Stats(sorted(v, key=lambda r: r["seed"])) for k, v in groups.items()}
-
-
-def choose_online(agg: dict[Key, Stats], dataset: str, model: str, vocab: str = "train",
-                  reduction: float = 0.9) -> str | None:
-    """The re-training recipe with the best mean dev accuracy (ties: the first listed)."""
-    found = [(agg[(dataset, vocab, model, m, reduction)].dev_mean, -i, m) for i, m in enumerate(ONLINE_RECIPES)
-             if (dataset, vocab, model, m, reduction) in agg]
-    return max(found)[2] if found else None
-
-
-def _kb(b: float) -> str:
-    return f"{b / 1024:,.0f} KiB" if b < 1024 * 1024 else f"{b / 1024 / 1024:,.2f} MiB"
-
-
-def _order(values, preferred):
-    return [v for v in preferred if v in values] + sorted(set(values) - set(preferred))
-
-
-def headline_tables(agg: dict[Key, Stats]) -> list[str]:
-    out = []
-    datasets = _order({k[0] for k in agg}, ["sst2", "sst5", "trec", "mr", "subj"])
-    for ds in datasets:
-        out += [f"### {ds}", "", "| model | method | test acc (%) | Δ vs full | dev acc (%) | rank | model bytes | "
-                "embedding bytes | embedding reduction |", "|---|---|---|---|---|---|---|---|---|"]
-        for model in _order({k[2] for k in agg if k[0] == ds}, list(ARCHITECTURES)):
-            full = agg.get((ds, "train", model, "full", None))
-            for method, p in HEADLINE:
-                label, name = method, method
-                if method == "online*":
-                    name = choose_online(agg, ds, model)
-                    if name is None or name == "online":
-                        continue
-                    label = f"online, dev-chosen ({name})"
-                st = agg.get((ds, "train", model, name, p))
-                if st is None:
-                    continue
-                r = st.first
-                delta = f"{st.test_mean - full.test_mean:+.2f}" if full else ""
-                shown = f"{label} @ {p:.0%}" if p else label
-                out.append(f"| {model} | {shown} | {st.fmt()} | {delta} | {st.fmt('dev')} | {r['rank'] or '-'} | "
-                           f"{_kb(r['model_bytes'])} | {_kb(r['embedding_bytes'])} | "
-                           f"{r['embedding_bytes_reduction']:.1%} |")
-        out.append("")
-    return out
 
 
 def gap_table(agg: dict[Key, Stats]) -> tuple[list[str], list[str]]:
@@ -127,7 +39,7 @@ def gap_table(agg: dict[Key, Stats]) -> tuple[list[str], list[str]]:
            "| beats both |",
            "|---|---|" + "---|" * len(ONLINE_RECIPES) + "---|---|---|---|---|---|---|---|"]
     misses = []
-    for ds in _order({k[0] for k in agg if k[2] == "dan"}, ["sst2", "sst5", "trec", "mr", "subj"]):
+    for ds in order({k[0] for k in agg if k[2] == "dan"}, ["sst2", "sst5", "trec", "mr", "subj"]):
         full = agg.get((ds, "train", "dan", "full", None))
         chosen = choose_online(agg, ds, "dan")
         if full is None or chosen is None:
@@ -151,39 +63,6 @@ def gap_table(agg: dict[Key, Stats]) -> tuple[list[str], list[str]]:
                           f"({nr.test_mean if nr else float('nan'):.2f}) and offline "
                           f"({off.test_mean if off else float('nan'):.2f})")
     return out, misses
-
-
-def by_reduction_table(agg: dict[Key, Stats], model: str = "dan", low: str = "online") -> list[str]:
-    ps = sorted({k[4] for k in agg if k[2] == model and k[3] == low and k[4] is not None})
-    datasets = _order({k[0] for k in agg if k[2] == model}, ["sst2", "sst5", "trec", "mr", "subj"])
-    out = ["| dataset | method | full | " + " | ".join(f"p = {p:.0%}" for p in ps) + " |",
-           "|---|---|---|" + "---|" * len(ps)]
-    for ds in datasets:
-        full = agg.get((ds, "train", model, "full", None))
-        for m in (low, "noretrain"):
-            cells = [agg[(ds, "train", model, m, p)].fmt() if (ds, "train", model, m, p) in agg else "-" for p in ps]
-            out.append(f"| {ds} | {m} | {full.fmt() if full else '-'} | " + " | ".join(cells) + " |")
-    ranks = ["| rank k (sst2) | | | " + " | ".join(
-        str(agg[("sst2", "train", model, low, p)].first["rank"]) if ("sst2", "train", model, low, p) in agg
-        else "-" for p in ps) + " |"]
-    return out + ranks
-
-
-def simple_table(agg: dict[Key, Stats], methods: list[tuple[str, float | None]], vocab: str = "train",
-                 models: tuple[str, ...] | None = None, datasets: list[str] | None = None) -> list[str]:
-    out = ["| dataset | model | method | rank | test acc (%) | dev acc (%) | model bytes | embedding bytes | "
-           "embedding reduction |", "|---|---|---|---|---|---|---|---|---|"]
-    for ds in datasets or _order({k[0] for k in agg}, ["sst2", "sst5", "trec", "mr", "subj"]):
-        for model in models or _order({k[2] for k in agg if k[0] == ds}, list(ARCHITECTURES)):
-            for m, p in methods:
-                st = agg.get((ds, vocab, model, m, p))
-                if st is None:
-                    continue
-                r = st.first
-                out.append(f"| {ds} | {model} | {m}{f' @ {p:.0%}' if p else ''} | {r['rank'] or '-'} | {st.fmt()} | "
-                           f"{st.fmt('dev')} | {_kb(r['model_bytes'])} | {_kb(r['embedding_bytes'])} | "
-                           f"{r['embedding_bytes_reduction']:.1%} |")
-    return out
 
 
 def schedule_table(agg: dict[Key, Stats]) -> list[str]:
@@ -247,7 +126,7 @@ def plot(agg: dict[Key, Stats], out_dir: Path, agg300: dict[Key, Stats] | None =
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     paths = []
-    datasets = _order({k[0] for k in agg}, ["sst2", "sst5", "trec", "mr", "subj"])
+    datasets = order({k[0] for k in agg}, ["sst2", "sst5", "trec", "mr", "subj"])
     curves = {  # label -> (method names, reductions or None), drawn as one line each
         "online low-rank + re-train": (["online"], True),
         "low-rank, no re-train": (["noretrain"], True),
@@ -259,12 +138,12 @@ def plot(agg: dict[Key, Stats], out_dir: Path, agg300: dict[Key, Stats] | None =
     }
     colors = dict(zip(curves, plt.get_cmap("tab10").colors, strict=False))
     if agg300:
-        from training.report_d300 import plotted
+        from research.report_d300 import plotted
 
         agg300 = plotted(agg300)
     layers = [(agg, "-", "black", "")] + ([(agg300, "--", "grey", " (d=300)")] if agg300 else [])
     for ds in datasets:
-        models = _order({k[2] for a in (agg, agg300 or {}) for k in a if k[0] == ds and k[1] == "train"},
+        models = order({k[2] for a in (agg, agg300 or {}) for k in a if k[0] == ds and k[1] == "train"},
                         list(ARCHITECTURES))
         # one y-range for the whole figure, so the panels compare at a glance
         fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.8), squeeze=False, sharey=True)
@@ -458,7 +337,7 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
     lines += size_table(rows) + [""]
     plots = plot(agg, out_dir, agg300)
     if agg300:
-        from training.report_d300 import section
+        from research.report_d300 import section
 
         intro = timing_lines(d300.get("timing")) + cell_time_lines(rows300)
         if (cfg := read_config(d300.get("config"))) is not None:

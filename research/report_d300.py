@@ -14,9 +14,20 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from training.report import ONLINE_RECIPES, Key, Stats, _kb, _order, by_reduction_table, headline_tables, simple_table
+from research.tables import (
+    DATASETS,
+    ONLINE_RECIPES,
+    Key,
+    Stats,
+    aggregate,
+    by_reduction_table,
+    headline_tables,
+    kb,
+    load_rows,
+    order,
+    simple_table,
+)
 
-DATASETS = ["sst2", "sst5", "trec", "mr", "subj"]
 # the d = 300 re-training recipe per model, chosen on SST-2 dev over 3 seeds (docs/results.md says the figures):
 # the DAN re-trains without word dropout; the others keep the d = 50 recipe
 RECIPE = {"dan": "online-nowd"}
@@ -55,7 +66,6 @@ def first_training(agg: dict[Key, Stats], config: dict[str, Any] | None, grids: 
     """The full model's first training: the sweep's recipe against the pilot grids (each a sweep grid with its
     own `train` entry and CSV), dev and test accuracy, and the low-rank model re-trained from each where it ran.
     Returns the table and (label, full-model stats) of the configuration with the best mean dev accuracy."""
-    from training.report import aggregate, load_rows
     from training.sweep import SweepConfig
 
     cands: list[tuple[str, dict[Key, Stats]]] = []
@@ -131,7 +141,7 @@ def _get(agg: dict[Key, Stats], ds: str, model: str, method: str, p: float | Non
 
 
 def _cell(st: Stats | None) -> str:
-    return f"{st.test_mean:.2f} ({_kb(st.first['model_bytes'])})" if st else "–"
+    return f"{st.test_mean:.2f} ({kb(st.first['model_bytes'])})" if st else "–"
 
 
 def headline_d300(agg: dict[Key, Stats], fasttext: dict[tuple[str, bool], list[dict[str, Any]]],
@@ -139,12 +149,12 @@ def headline_d300(agg: dict[Key, Stats], fasttext: dict[tuple[str, bool], list[d
     """dataset x full / online 90% / Δ / int8 / online+int8 / fastText / .ftz: test acc (%) and file bytes."""
     out = ["| dataset | full | online 90% | Δ (points) | int8 | online+int8 | fastText | fastText .ftz | seeds |",
            "|---|---|---|---|---|---|---|---|---|"]
-    for ds in _order({k[0] for k in agg if k[2] == model}, DATASETS):
+    for ds in order({k[0] for k in agg if k[2] == model}, DATASETS):
         low, low_q = recipe(agg, ds, model)
         full, online = _get(agg, ds, model, "full", None), _get(agg, ds, model, low, 0.9)
         delta = f"{online.test_mean - full.test_mean:+.2f}" if full and online else "–"
         ft = [fasttext.get((ds, q), [None])[0] for q in (False, True)]  # the most accurate of each
-        ft_cells = [f"{f['acc']:.2f} ({_kb(f['bytes'])}; {f['label']})" if f else "–" for f in ft]
+        ft_cells = [f"{f['acc']:.2f} ({kb(f['bytes'])}; {f['label']})" if f else "–" for f in ft]
         n = min((st.n for st in (full, online) if st), default=0)
         tag = f" `{low}`" if online and low != RECIPE.get(model, "online") else ""  # a recipe chosen on dev
         out.append(f"| {ds} | {_cell(full)} | {_cell(online)}{tag} | {delta} "
@@ -157,24 +167,24 @@ def beats_ftz(agg: dict[Key, Stats], fasttext: dict[tuple[str, bool], list[dict[
     """For each .ftz (every dim that ran): the slimtext low-rank models (fp32 or int8 factors) more accurate at
     fewer bytes, or, where none is, the most accurate of those with fewer bytes and its gap."""
     out = []
-    for ds in _order({k[0] for k in agg}, DATASETS):
+    for ds in order({k[0] for k in agg}, DATASETS):
         lowrank = [(f"{model} {m}", st) for model in ("dan", "cnn", "bilstm")
                    for m in dict.fromkeys(("online", "online+int8", *recipe(agg, ds, model)))
                    if (st := _get(agg, ds, model, m, 0.9))]
         for ftz in sorted(fasttext.get((ds, True), []), key=lambda c: c["bytes"]):
             smaller = [(name, st) for name, st in lowrank if st.first["model_bytes"] < ftz["bytes"]]
-            wins = [f"{name} {st.test_mean:.2f} at {_kb(st.first['model_bytes'])}"
+            wins = [f"{name} {st.test_mean:.2f} at {kb(st.first['model_bytes'])}"
                     for name, st in smaller if st.test_mean > ftz["acc"]]
             if wins:
                 verdict = "; ".join(wins)
             elif smaller:
                 name, st = max(smaller, key=lambda x: x[1].test_mean)
                 verdict = (f"no low-rank model is both more accurate and smaller (the most accurate smaller one: "
-                           f"{name} {st.test_mean:.2f} at {_kb(st.first['model_bytes'])}, "
+                           f"{name} {st.test_mean:.2f} at {kb(st.first['model_bytes'])}, "
                            f"{st.test_mean - ftz['acc']:+.2f} pt)")
             else:
                 verdict = "no low-rank model is smaller"
-            out.append(f"- {ds}, .ftz {ftz['label']}: {ftz['acc']:.2f} at {_kb(ftz['bytes'])} — {verdict}")
+            out.append(f"- {ds}, .ftz {ftz['label']}: {ftz['acc']:.2f} at {kb(ftz['bytes'])} — {verdict}")
     return out
 
 
@@ -182,7 +192,7 @@ def goals(agg: dict[Key, Stats], first: tuple[str, Stats] | None = None) -> list
     """The issue's goals at d = 300, each with its numbers and a yes / NO."""
     out = ["| goal | dataset | model | figures | holds |", "|---|---|---|---|---|"]
     for model in ("dan", "cnn"):
-        for ds in _order({k[0] for k in agg if k[2] == model}, DATASETS):
+        for ds in order({k[0] for k in agg if k[2] == model}, DATASETS):
             low, low_q = recipe(agg, ds, model)
             full, online = _get(agg, ds, model, "full", None), _get(agg, ds, model, low, 0.9)
             if full and online:
@@ -213,12 +223,11 @@ def goals(agg: dict[Key, Stats], first: tuple[str, Stats] | None = None) -> list
 
 def tried(agg: dict[Key, Stats]) -> list[str]:
     """Per model and dataset, the re-training recipes that ran at 90% (seeds), with dev and test means."""
-    from training.report import ONLINE_RECIPES
 
     names = list(dict.fromkeys([*ONLINE_RECIPES, *(m for f in FAMILY.values() for m in f)]))
     out = []
     for model in ("dan", "cnn", "bilstm"):
-        for ds in _order({k[0] for k in agg if k[2] == model}, DATASETS):
+        for ds in order({k[0] for k in agg if k[2] == model}, DATASETS):
             ran = [(m, st) for m in names if (st := _get(agg, ds, model, m, 0.9))]
             if len(ran) > 1:
                 chosen = recipe(agg, ds, model)[0]

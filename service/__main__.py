@@ -7,8 +7,10 @@ clean stop. Any uvicorn option is passed through (`--host`, `--port`, `--workers
 
 Reliability defaults (each overridable by passing the option): the hardened httptools protocol
 (service/protocol.py: header cap, header/body deadlines, drain on SIGTERM), `--timeout-keep-alive 5`,
-`--timeout-graceful-shutdown 20`; the open-files limit is raised to its hard limit. The SLIMTEXT_*
-settings are checked before uvicorn starts: a bad one prints one line and exits 2.
+`--timeout-graceful-shutdown 20`; the open-files limit is raised to its hard limit. Workers: `--workers auto`
+(one process per CPU this process may use, cgroup quota included; service/workers.py) unless `--workers N` or
+WEB_CONCURRENCY says otherwise. The SLIMTEXT_* settings are checked before uvicorn starts: a bad one prints one
+line and exits 2.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import sys
 import uvicorn.main
 from pydantic import ValidationError
 
-from service.metrics import prepare_multiprocess, worker_count
+from service.metrics import prepare_multiprocess
+from service.workers import resolve_workers
 
 DEFAULTS = ["--http", "service.protocol:HardenedHttpToolsProtocol", "--timeout-keep-alive", "5",
             "--timeout-graceful-shutdown", "20", "--no-server-header"]  # no "server: uvicorn" fingerprint
@@ -64,7 +67,9 @@ def settings_help() -> str:
     return "\n".join(lines)
 
 
-def check_settings(args: list[str]) -> None:
+def check_settings(args: list[str]) -> list[str]:
+    """The SLIMTEXT_* settings checked (a bad one: one line, exit 2); returns uvicorn's arguments with the worker
+    count resolved (`--workers auto`, the default: the CPUs this process may use, service/workers.py)."""
     from service.config import Settings
 
     try:
@@ -78,10 +83,17 @@ def check_settings(args: list[str]) -> None:
         print("python -m service: bad setting: SLIMTEXT_GRPC_PORT needs the grpc extra "
               "(pip install 'slimtext[serve,grpc]'); the default serving image leaves it out", file=sys.stderr)
         sys.exit(2)
-    if settings.grpc_port and worker_count(args) > 1:  # every worker would bind the same gRPC port
+    try:
+        args, workers, why = resolve_workers(args, grpc=settings.grpc_port is not None)
+    except ValueError as e:
+        print(f"python -m service: {e}", file=sys.stderr)
+        sys.exit(2)
+    if settings.grpc_port and workers > 1:  # every worker would bind the same gRPC port
         print("python -m service: bad setting: SLIMTEXT_GRPC_PORT needs one worker (--workers 1); "
               "run one gRPC process per port instead", file=sys.stderr)
         sys.exit(2)
+    print(f"python -m service: {workers} worker(s) ({why})", file=sys.stderr)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             uvicorn.main.main(args=["--help"], prog_name="python -m service")
         finally:
             print(settings_help())
-    check_settings(user)
+    user = check_settings(user)
     raise_nofile_limit()
     tune_malloc()
     # uvicorn installs its own handlers while serving and restores these before re-raising the signal

@@ -40,7 +40,7 @@ class Admission:
     """An ASGI wrapper; `offloader` (service/offload.py) is reported beside it in /metrics."""
 
     def __init__(self, app, max_in_flight: int, max_body_bytes: int, retry_after_s: int, fallback_body: int,
-                 control_body: int = 16_384):
+                 control_body: int = 16_384, offloader=None):
         self.app = app
         self.control_body = control_body  # the body cap of every route but inference
         self.max_in_flight, self.max_body_bytes = max_in_flight, max_body_bytes
@@ -49,7 +49,7 @@ class Admission:
         self.in_flight = 0
         self.body_bytes = 0
         self.shed = 0
-        self.offloader = None
+        self.offloader = offloader
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

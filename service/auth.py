@@ -1,4 +1,4 @@
-"""Optional API keys, checked in front of everything (the /classify fast path included).
+"""Optional API keys, checked in front of everything (the raw /classify endpoint included).
 
 - `SLIMTEXT_API_KEYS`: when set, inference (/classify, /v2/models/...), /models and any other route
   need one of these keys (or an admin key). Unset: those routes are open, as before.
@@ -104,7 +104,7 @@ class AuthGuard:
 
 
 class ApiKeys:
-    """The key check as an ASGI wrapper in front of every HTTP route (the /classify fast path included)."""
+    """The key check as an ASGI wrapper in front of every HTTP route (the raw /classify endpoint included)."""
 
     def __init__(self, app, guard: AuthGuard):
         self.app, self.guard = app, guard

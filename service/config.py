@@ -52,7 +52,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="request body size (/classify, v2 infer)")
     max_control_body_bytes: int = Field(default=16_384, ge=0, le=1_048_576,
                                         description="request body size of every other route (repository, health, ...)")
-    fast_path: bool = Field(default=True, description="serve POST /classify from a pure-ASGI path in front of FastAPI")
     batching: bool = Field(default=False, description="coalesce concurrent requests per model into one run")
     batch_max_texts: int = Field(default=64, ge=2, le=4096, description="texts per coalesced batch")
     batch_max_wait_us: int = Field(default=500, ge=0, le=1_000_000, description="longest wait for a batch to fill")
@@ -63,6 +62,11 @@ class Settings(BaseSettings):
                                         description="bodies this large are also parsed in the worker thread")
     offload_queue: int = Field(default=64, ge=1, le=100_000,
                                description="jobs waiting for the worker thread (503 beyond)")
+    gil_switch_interval_us: int = Field(
+        default=100, ge=10, le=100_000,
+        description="CPython's GIL switch interval (sys.setswitchinterval): how long the worker thread may keep the "
+                    "event loop waiting for the GIL. 1 ms gave +18% texts/s on 32-text requests but let health "
+                    "probes wait 0.86-1.49 s in 3 red-team runs of conns_512 (0.1 ms: 0.36-0.54 s); docs/tail.md")
     max_in_flight: int = Field(default=64, ge=1, le=100_000, description="POST requests in flight (503 beyond)")
     max_body_bytes_in_flight: int = Field(default=16 * 1_048_576, ge=1024,
                                           description="declared body bytes of POSTs in flight (503 beyond)")
@@ -104,7 +108,7 @@ class Settings(BaseSettings):
     def file_limits(self) -> FileLimits:
         return FileLimits(manifest_bytes=self.max_manifest_bytes, vocab_bytes=self.max_vocab_bytes,
                           vocab_entries=self.max_vocab_entries, model_bytes=self.max_model_bytes)
-    # many models per server (service/registry.py)
+    # many models per server (service/registry/)
     memory_budget_mb: float | None = Field(default=None, gt=0, le=1 << 30,
                                            description="load models on first use and evict the least recently used "
                                                        "unpinned one beyond this much model memory (unset: load all)")

@@ -1,4 +1,9 @@
-"""Every error leaves as JSON: {"error": code, "message": text, "details": [...]}."""
+"""Every error leaves as JSON: {"error": code, "message": text, "details": [...]}.
+
+HTTP's error table: the status of each domain error (service/domain.py), used by /classify and /v2 REST
+(which renders the same error in the Open Inference Protocol's shape). `ApiError` is for what only an
+HTTP route can get wrong (a static file that is not there, a repository body that is not an object).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from service import domain
+from service.domain import validation_details, validation_message
+
 log = logging.getLogger("slimtext.errors")
 
 
@@ -20,8 +28,23 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.details = status, error, message, details
 
 
-def body_too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"request body over max_body_bytes={limit}")
+HTTP_STATUS: dict[type[domain.DomainError], int] = {  # the most specific class wins (checked along the MRO)
+    domain.Malformed: 400, domain.Unsupported: 415, domain.TooLarge: 413, domain.BadInput: 422,
+    domain.UnknownModel: 404, domain.NoDefaultModel: 400, domain.ModelUnavailable: 503, domain.Overloaded: 503,
+    domain.Conflict: 409, domain.LoadFailed: 400, domain.DomainError: 500,
+}
+
+
+def http_status(error: domain.DomainError) -> int:
+    return next(HTTP_STATUS[k] for k in type(error).__mro__ if k in HTTP_STATUS)
+
+
+def retry_headers(error: domain.DomainError, retry_after_s: int) -> dict[str, str]:
+    return {"retry-after": str(retry_after_s)} if isinstance(error, domain.Overloaded) else {}
+
+
+def body_too_large(limit: int) -> domain.TooLarge:
+    return domain.TooLarge(f"request body over max_body_bytes={limit}", code="body_too_large")
 
 
 def declared_too_large(content_length: str | bytes | None, limit: int) -> bool:
@@ -39,25 +62,16 @@ def error_response(status: int, error: str, message: str, details: list | None =
                     headers=headers)
 
 
-MAX_ERROR_DETAILS = 10  # an error body lists at most this many problems (a 1 MiB body can hold 500k of them)
-
-
-def validation_details(errors: list[dict]) -> list[dict]:
-    """The first MAX_ERROR_DETAILS of pydantic's errors, without the echoed input (which may be megabytes)."""
-    return [{"loc": [str(p)[:64] if isinstance(p, str) else p for p in e.get("loc", ())][:8],
-             "msg": str(e.get("msg", ""))[:200], "type": str(e.get("type", ""))[:64]}
-            for e in errors[:MAX_ERROR_DETAILS]]
-
-
-def validation_message(count: int) -> str:
-    shown = f"; the first {MAX_ERROR_DETAILS} in details" if count > MAX_ERROR_DETAILS else ""
-    return f"request does not match the schema ({count} error{'s' if count != 1 else ''}{shown})"
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
         return error_response(exc.status, exc.error, exc.message, exc.details)
+
+    @app.exception_handler(domain.DomainError)
+    async def _domain_error(request: Request, exc: domain.DomainError) -> Response:
+        classifier = getattr(request.app.state, "classifier", None)
+        retry = classifier.settings.retry_after_s if classifier is not None else 1
+        return error_response(http_status(exc), exc.code, exc.message, exc.details, retry_headers(exc, retry) or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -22,14 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
-import orjson
 
-from service import v2_codec
 from service.admission import Admission
 from service.auth import AuthGuard, presented_key
-from service.classify import JSON, Classifier
-from service.errors import ApiError
+from service.classify import Classifier, Texts
+from service.domain import DomainError, ModelUnavailable
+from service.errors import http_status
+from service.grpc_codec import Refusal, grpc_message, grpc_status, infer_request, model_name, response_proto
 from service.offload import QueueFull
 from service.proto import open_inference_grpc_pb2 as pb
 from service.proto import open_inference_grpc_pb2_grpc as pb_grpc
@@ -39,57 +38,6 @@ from slimtext.runtime import ModelLoadError
 
 log = logging.getLogger("slimtext.grpc")
 EXTENSIONS = ["binary_tensor_data", "statistics"]
-_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-          413: grpc.StatusCode.RESOURCE_EXHAUSTED, 415: grpc.StatusCode.INVALID_ARGUMENT,
-          409: grpc.StatusCode.FAILED_PRECONDITION, 422: grpc.StatusCode.INVALID_ARGUMENT,
-          503: grpc.StatusCode.UNAVAILABLE}
-
-
-def _texts(tensor, raw: bytes | None, max_texts: int) -> list[str]:
-    if tensor.datatype != "BYTES":
-        raise ApiError(422, "invalid_request", f"input {tensor.name!r}: datatype {tensor.datatype!r}; "
-                                               "texts travel as BYTES")
-    if raw is not None:
-        return v2_codec.decode_bytes_tensor(raw, max_texts)
-    if len(tensor.contents.bytes_contents) > max_texts:
-        raise v2_codec.too_many_texts(len(tensor.contents.bytes_contents), max_texts)
-    try:
-        return [b.decode("utf-8") for b in tensor.contents.bytes_contents]
-    except UnicodeDecodeError as e:
-        raise ApiError(400, "invalid_request", f"input {tensor.name!r}: an element is not UTF-8 text") from e
-
-
-def request_json(req: pb.ModelInferRequest, max_texts: int) -> bytes:
-    """The gRPC request as the REST JSON body the classifier core validates."""
-    if len(req.inputs) != 1:  # before anything is built from them (100k empty inputs are one error)
-        raise ApiError(422, "invalid_request", f"{len(req.inputs)} inputs; send one BYTES tensor of texts")
-    if req.raw_input_contents and len(req.raw_input_contents) != len(req.inputs):
-        raise ApiError(400, "invalid_request", f"{len(req.raw_input_contents)} raw_input_contents for "
-                                               f"{len(req.inputs)} inputs")
-    inputs = []
-    for i, t in enumerate(req.inputs):
-        raw = req.raw_input_contents[i] if req.raw_input_contents else None
-        inputs.append({"name": t.name[:256], "shape": list(t.shape)[:4], "datatype": "BYTES",
-                       "data": _texts(t, raw, max_texts)})
-    body: dict = {"inputs": inputs}
-    if req.outputs:
-        if len(req.outputs) > 2:
-            raise ApiError(422, "invalid_request", f"{len(req.outputs)} outputs requested; there are two")
-        body["outputs"] = [{"name": o.name[:64]} for o in req.outputs]
-    if req.id:
-        body["id"] = req.id
-    return orjson.dumps(body)
-
-
-def response_proto(reply: dict) -> pb.ModelInferResponse:
-    out = pb.ModelInferResponse(model_name=reply["model_name"], model_version=reply["model_version"],
-                                id=reply.get("id") or "")
-    for o in reply["outputs"]:
-        out.outputs.add(name=o["name"], datatype=o["datatype"], shape=o["shape"])
-        out.raw_output_contents.append(
-            v2_codec.encode_bytes_tensor(o["data"]) if o["datatype"] == "BYTES"
-            else np.asarray(o["data"], dtype="<f4").tobytes())
-    return out
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -99,7 +47,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def _classifier(self) -> Classifier:
         classifier = self._get()
         if classifier is None:
-            raise ApiError(503, "not_ready", "models are still loading")
+            raise ModelUnavailable("models are still loading", code="not_ready")
         return classifier
 
     async def _model(self, context, name: str, version: str = ""):
@@ -107,8 +55,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         classifier = await _guard(context, self._classifier)
         try:
             return await classifier.model(name, version or None)
-        except ApiError as e:
-            await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
+        except DomainError as e:
+            code, message = grpc_status(e), e.message
+        await context.abort(code, message)
 
     async def ServerLive(self, request, context):  # noqa: N802 - names fixed by the protocol
         return pb.ServerLiveResponse(live=True)
@@ -122,7 +71,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return pb.ModelReadyResponse(ready=False)
         try:
             await classifier.model(request.name, request.version or None)
-        except ApiError:
+        except DomainError:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
@@ -137,16 +86,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                                         inputs=[tm(**t) for t in meta["inputs"]],
                                         outputs=[tm(**t) for t in meta["outputs"]])
 
-    async def ModelInfer(self, request: InferCall, context):  # noqa: N802 - parsed by parse_infer
+    async def ModelInfer(self, request: InferCall, context):  # noqa: N802 - parsed by parse()
         classifier = await _guard(context, self._classifier)
-        reply = await classifier.v2_infer(request.model, JSON, request.body, version=request.version or None)
-        if reply.status != 200:
-            err = orjson.loads(reply.body)
-            details = err.get("details") or []
-            extra = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
-            await context.abort(_CODES.get(reply.status, grpc.StatusCode.INVALID_ARGUMENT),
-                                f"{err['message']}: {extra}" if extra else err["message"])
-        return response_proto(orjson.loads(reply.body))
+        try:
+            result = await classifier.classify(request.texts)
+        except DomainError as e:
+            classifier.count(getattr(e, "model", "-"), "v2", http_status(e))
+            error = Refusal(grpc_status(e), grpc_message(e))
+        else:
+            classifier.count(result.model, "v2", 200)
+            return response_proto(result, request.outputs, request.id)
+        await context.abort(error.code, error.message)  # outside the except: no traceback keeps the request
 
     async def ModelStatistics(self, request, context):  # noqa: N802
         classifier = await _guard(context, self._classifier)
@@ -157,16 +107,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(self, request, context):  # noqa: N802 - the same as POST .../load
         registry = (await _guard(context, self._classifier)).registry
         try:
-            await registry.load_model(_model_name(request))
-        except ApiError as e:
-            await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
+            await registry.load_model(model_name(request))
+            return pb.RepositoryModelLoadResponse(model_name=model_name(request), isLoaded=True)
+        except DomainError as e:
+            code, message = grpc_status(e), e.message
         except ModelLoadError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, registry.public_message(str(e)))
-        return pb.RepositoryModelLoadResponse(model_name=_model_name(request), isLoaded=True)
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, registry.public_message(str(e))
+        await context.abort(code, message)
 
     async def RepositoryModelUnload(self, request, context):  # noqa: N802
         registry = (await _guard(context, self._classifier)).registry
-        name = _model_name(request)
+        name = model_name(request)
         await _guard(context, registry.unload_model, name)
         return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
@@ -178,24 +129,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                                                         reason=m["reason"]) for m in registry.index(request.ready)])
 
 
-def _model_name(request) -> str:
-    """The model of a repository load / unload request: field 1 in the Open Inference Protocol's message (this
-    proto), field 2 in Triton's (`repository_name` comes first there), which tritonclient sends."""
-    if request.model_name:
-        return request.model_name
-    from google.protobuf.unknown_fields import UnknownFieldSet
-
-    for f in UnknownFieldSet(request):
-        if f.field_number == 2 and f.wire_type == 2:  # length-delimited: a string
-            return f.data.decode("utf-8", "replace")
-    return ""
-
-
 async def _guard(context, fn, *args):
+    """`fn(*args)`, or the call aborted with its DomainError's status (outside the except: no traceback cycle)."""
     try:
         return fn(*args)
-    except ApiError as e:
-        await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
+    except DomainError as e:
+        code, message = grpc_status(e), e.message
+    await context.abort(code, message)
 
 
 PUBLIC_RPCS = frozenset({"ServerLive", "ServerReady"})  # the health probes, public like /v2/health/* over HTTP
@@ -229,15 +169,9 @@ def key_allowed(guard: AuthGuard | None, method: str, metadata) -> bool:
 
 @dataclass(frozen=True)
 class InferCall:
-    model: str
-    version: str
-    body: bytes  # the JSON body of the classifier core
-
-
-@dataclass(frozen=True)
-class Refusal:
-    code: grpc.StatusCode
-    message: str
+    texts: Texts
+    outputs: list[str] | None
+    id: str
 
 
 def parse(method: str, raw: bytes, max_texts: int):
@@ -248,9 +182,11 @@ def parse(method: str, raw: bytes, max_texts: int):
         request = RPCS[method][0].FromString(raw)
         if method != "ModelInfer":
             return request
-        return InferCall(request.model_name, request.model_version, request_json(request, max_texts))
-    except ApiError as e:
-        return Refusal(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), e.message)
+        req = infer_request(request, max_texts)
+        return InferCall(Texts(req.all_texts(), request.model_name, request.model_version or None),
+                         [o.name for o in req.outputs] if req.outputs else None, request.id)
+    except DomainError as e:
+        return Refusal(grpc_status(e), grpc_message(e))
     except Exception:  # protobuf's DecodeError and kin: the bytes are not this message
         return Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"the {method} message does not parse")
 

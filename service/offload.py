@@ -26,17 +26,13 @@ class QueueFull(Exception):
     """The worker's queue is full: shed the request."""
 
 
-# 0.1 ms: under 512 connections of max-size batches, 0.5 ms left 1-3 health probes per run at 1.0-1.15 s
-# (3 runs); 0.1 ms gave 46/46 under 0.83 s (2 runs), at the cost of fewer heavy requests served (340-392 -> 261-267)
-SWITCH_INTERVAL_S = 0.0001
-
-
 class Offloader:
-    def __init__(self, queue_max: int, threads: int = 1):
+    def __init__(self, queue_max: int, threads: int = 1, switch_interval_s: float = 0.0001):
         # Every socket call on the event loop releases the GIL and must win it back from a worker thread busy
         # in Python code (tokenizer, JSON): at CPython's default 5 ms switch interval, each of those
         # hand-backs can cost up to 5 ms, and hundreds of connections add up to seconds (the "convoy effect").
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        # SLIMTEXT_GIL_SWITCH_INTERVAL_US (service/config.py) says how it was chosen.
+        sys.setswitchinterval(switch_interval_s)
         self.queue_max = queue_max
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="slimtext-cpu")
         self.pending = 0  # jobs queued or running; touched on the event loop only

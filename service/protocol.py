@@ -17,11 +17,7 @@
   the client already sent but the loop has not read yet. Here an idle connection stays open for
   `drain_idle_s` more: a request that arrives is served with `Connection: close`; responses in flight
   also end with `Connection: close`. Nothing is accepted any more (uvicorn closed the listening socket).
-- Lingering close: a reply sent before the request was fully read (431, or admission control's 503
-  before the body) would be followed by close() with unread bytes in the socket, and the kernel then
-  answers with a reset that can destroy the reply before the client reads it. Instead the write side is
-  shut down after the reply and the rest of the request is read and discarded for up to `LINGER_S`
-  seconds / `LINGER_BYTES` bytes (as nginx's lingering_close), then the socket is closed.
+- Lingering close and one send per reply: the connection's transport is service/transport.py's.
 """
 
 from __future__ import annotations
@@ -31,6 +27,8 @@ from dataclasses import dataclass
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.transport import ServerTransport
 
 
 @dataclass
@@ -45,57 +43,13 @@ class Limits:
 CHUNK_FRAMING_BYTES = 64  # allowed per chunk for its size line and CRLFs (extensions beyond eat the head cap)
 
 
-LIMITS = Limits()  # set by service.main.create_app from the SLIMTEXT_* settings
-
-
-def configure(limits: Limits) -> None:
-    global LIMITS
-    LIMITS = limits
+LIMITS_STATE = "slimtext.protocol_limits"  # the app's lifespan state holds its Limits under this key
 
 
 def _reply(status: bytes, message: bytes) -> bytes:
     body = b'{"error":"' + message + b'","message":"' + message.replace(b"_", b" ") + b'","details":null}'
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
             + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
-
-
-LINGER_S, LINGER_BYTES = 2.0, 4 * 1_048_576
-
-
-class _LingeringTransport:
-    """The connection's transport, with close() that lingers while a request is still arriving."""
-
-    def __init__(self, transport, protocol: HardenedHttpToolsProtocol):
-        self._transport, self._protocol = transport, protocol
-        self.lingering, self.discarded = False, 0
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
-
-    def is_closing(self) -> bool:
-        return self.lingering or self._transport.is_closing()
-
-    def close(self) -> None:
-        if self.is_closing():
-            return
-        if not self._protocol.request_unread() or not self._transport.can_write_eof():
-            self._transport.close()
-            return
-        self.lingering = True
-        cycle = self._protocol.cycle
-        if cycle is not None:  # body bytes uvicorn buffered before the reply (up to a 256 KiB read): drop them
-            cycle.body = bytearray()
-        self._transport.write_eof()  # after the reply is flushed: FIN, the client reads the reply
-        self._transport.resume_reading()
-        self._protocol.loop.call_later(LINGER_S, self._transport.close)
-
-    def abort_lingering(self) -> None:
-        self._transport.close()
-
-    def discard(self, data: bytes) -> None:
-        self.discarded += len(data)
-        if self.discarded > LINGER_BYTES:
-            self._transport.close()
 
 
 REPLY_431 = _reply(b"431 Request Header Fields Too Large", b"request_header_too_large")
@@ -107,7 +61,9 @@ REPLY_413 = _reply(b"413 Content Too Large", b"body_too_large")
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.limits = LIMITS
+        # uvicorn hands every connection the lifespan's state (service.main.create_app puts the Limits there);
+        # without a lifespan (or before it ran) the defaults hold
+        self.limits = self.app_state.get(LIMITS_STATE) or Limits()
         self._in_head = True  # the bytes arriving now belong to a request head
         self._head_bytes = 0
         self._deadline: TimerHandle | None = None
@@ -142,7 +98,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- protocol events -------------------------------------------------------------------
     def connection_made(self, transport) -> None:
-        super().connection_made(_LingeringTransport(transport, self))
+        super().connection_made(ServerTransport(transport, self))
         self._arm(self.limits.header_timeout_s, self._head_timeout)
 
     def connection_lost(self, exc) -> None:

@@ -13,14 +13,14 @@ import struct
 import numpy as np
 import orjson
 
-from service.errors import ApiError
+from service.domain import BadInput, Classification, Malformed, TooLarge
 
 HEADER = "inference-header-content-length"
 _LEN = struct.Struct("<I")
 
 
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "invalid_request", message)
+def bad_request(message: str) -> Malformed:
+    return Malformed(message)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -33,9 +33,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def too_many_texts(count: int, limit: int, at_least: bool = False) -> ApiError:
-    return ApiError(413, "too_many_texts",
-                    f"{'at least ' if at_least else ''}{count} texts; the limit is max_texts={limit}")
+def too_many_texts(count: int, limit: int, at_least: bool = False) -> TooLarge:
+    return TooLarge(f"{'at least ' if at_least else ''}{count} texts; the limit is max_texts={limit}",
+                    code="too_many_texts")
 
 
 def decode_bytes_tensor(raw: bytes, max_items: int) -> list[str]:
@@ -67,6 +67,23 @@ def encode_bytes_tensor(items: list[str]) -> bytes:
     return b"".join(parts)
 
 
+def outputs(result: Classification, wanted: list[str] | None = None, request_id: str | None = None) -> dict:
+    """The Open Inference Protocol's reply: `label` (BYTES, [N]) and `probabilities` (FP32, [N, C]); `wanted`
+    names a subset (checked by the request schema), None: both."""
+    probs = result.probabilities
+    tensors = {
+        "label": {"name": "label", "shape": [len(probs)], "datatype": "BYTES",
+                  "data": [result.labels[i] for i in result.best.tolist()]},
+        "probabilities": {"name": "probabilities", "shape": list(probs.shape), "datatype": "FP32",
+                          "data": probs.ravel().tolist()},
+    }
+    body = {"model_name": result.model, "model_version": result.version,
+            "outputs": [tensors[w] for w in wanted or tensors]}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
 def prepare_request(body: bytes, header_length: str | None, max_texts: int) -> tuple[bytes, set[str]]:
     """(the JSON body the classifier core validates, the outputs wanted as binary) of a v2 REST request:
     its binary inputs decoded and inlined. CPU work on untrusted bytes: the route runs it in the worker
@@ -77,9 +94,9 @@ def prepare_request(body: bytes, header_length: str | None, max_texts: int) -> t
     try:
         req = orjson.loads(json_part)
     except orjson.JSONDecodeError as e:
-        raise ApiError(400, "invalid_json", f"the JSON header is not valid JSON: {e.msg}") from e
+        raise Malformed(f"the JSON header is not valid JSON: {e.msg}", code="invalid_json") from e
     if not isinstance(req, dict):
-        raise ApiError(422, "invalid_request", "the request must be a JSON object")
+        raise BadInput("the request must be a JSON object")
     if inline_binary_inputs(req, binary, max_texts):
         json_part = orjson.dumps(req)
     return json_part, binary_output_names(req)

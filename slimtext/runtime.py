@@ -75,7 +75,6 @@ def _verify_sha256(fd: int, path: Path, cap: int, expected: str) -> None:
 # (14,752 words) as a dict of Python strings cost 2.0 MB, more than the lowrank model's onnxruntime session.
 _VOCABS: weakref.WeakValueDictionary[str, Tokenizer] = weakref.WeakValueDictionary()
 _VOCABS_LOCK = threading.Lock()
-COMPACT_VOCAB = True  # bench/density.py turns it off to measure the dict-of-strings tokenizer ("before")
 
 
 def _load_tokenizer(folder: Path, vocab_path: Path, limits: FileLimits, vocab_size: int) -> Tokenizer:
@@ -97,14 +96,15 @@ def shared_vocabularies() -> int:
     return len(_VOCABS)
 
 
-def _parse_tokenizer(vocab_bytes: bytes, vocab_path: Path, limits: FileLimits) -> Tokenizer:
+def _parse_tokenizer(vocab_bytes: bytes, vocab_path: Path, limits: FileLimits, compact: bool = True) -> Tokenizer:
+    """`compact`: numpy arrays (served); False: a dict of Python strings (bench/density.py's "before")."""
     # an upper bound on the entries, counted before parsing (json.loads of millions of strings is the
     # expensive part): every entry but the last is followed by '",'
     if vocab_bytes.count(b'",') > limits.vocab_entries + _VOCAB_SLACK:
         raise ModelLoadError(f"{vocab_path}: more than {limits.vocab_entries} entries, over the cap "
                              f"{_cap_name('max_vocab_entries')}={limits.vocab_entries}")
     try:
-        return Tokenizer.loads(vocab_bytes, vocab_path, compact=COMPACT_VOCAB)
+        return Tokenizer.loads(vocab_bytes, vocab_path, compact=compact)
     except ValueError as e:
         raise ModelLoadError(str(e)) from e
 

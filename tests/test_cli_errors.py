@@ -94,6 +94,6 @@ def test_unreadable_files_and_label_mismatch_in_evaluate(data, tmp_path, capsys)
 def test_version_and_defaults_in_help():
     out = subprocess.run([sys.executable, "-m", "training", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("slimtext ")
-    text = subprocess.run([sys.executable, "-m", "training", "run", "--help"], capture_output=True, text=True,
-                          check=True).stdout
+    text = " ".join(subprocess.run([sys.executable, "-m", "training", "run", "--help"], capture_output=True,
+                                   text=True, check=True).stdout.split())  # argparse wraps at the terminal width
     assert "(default: 0.9)" in text and "(default: sst2)" in text and "(default: online)" in text

@@ -1,9 +1,9 @@
-"""Energy-based rank against the reduction formula (training/energy.py)."""
+"""Energy-based rank against the reduction formula (research/energy.py)."""
 
 import torch
 
+from research.energy import energy_row, main
 from training.checkpoint import save_model
-from training.energy import energy_row, main
 from training.lowrank import rank_for_reduction
 from training.model import DAN, FullEmbedding
 

@@ -43,7 +43,7 @@ def assert_401(r: httpx.Response) -> None:
 def test_inference_needs_an_api_key(keyed):
     u = keyed.url
     for headers in ({}, bearer("wrong-key-wrong-key-wrong"), {"X-API-Key": "x"}, {"Authorization": API_KEY}):
-        assert_401(httpx.post(f"{u}/classify", json=TEXT, headers=headers))  # the pure-ASGI fast path
+        assert_401(httpx.post(f"{u}/classify", json=TEXT, headers=headers))  # the raw ASGI /classify endpoint
         assert_401(httpx.post(f"{u}/v2/models/sst2-dan-lowrank/infer", json=V2, headers=headers))
         assert_401(httpx.get(f"{u}/models", headers=headers))
         assert_401(httpx.get(f"{u}/v2/models/sst2-dan-lowrank", headers=headers))

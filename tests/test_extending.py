@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from service.registry import ModelRegistry
+from research.report import write_report
+from service.registry import ModelRegistry, RegistryConfig
 from slimtext.runtime import OnnxClassifier
 from training.architectures import ARCHITECTURES, Architecture, register_architecture
 from training.cli import main
 from training.methods import KINDS, METHODS, Method, MethodKind, Outcome, register_kind, register_method
 from training.model import masked_mean
 from training.onnx_export import initializer_shapes
-from training.report import write_report
 from training.sizes import Shape, total_params
 from training.sweep import Block, SweepConfig, run_sweep
 from training.train import FitConfig
@@ -64,7 +64,7 @@ def test_a_new_architecture_and_method_reach_run_and_serving(tmp_path, sst2):
     models = tmp_path / "models"
     assert main(["run", "--dataset", "sst2", "--limit-train", "2000", "--model", "bag", "--method", "prune10",
                  "--out", str(models), "--threads", "1"]) == 0
-    registry = ModelRegistry.load(models)  # exactly what the service loads at start-up
+    registry = ModelRegistry.load(RegistryConfig(models))  # exactly what the service loads at start-up
     assert sorted(registry.models) == ["sst2-bag-full", "sst2-bag-int8", "sst2-bag-prune10"]
     pruned = registry.models["sst2-bag-prune10"].classifier
     assert pruned.manifest.architecture == "bag" and pruned.manifest.method == "prune10"

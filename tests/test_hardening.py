@@ -277,7 +277,7 @@ def test_offloader_sheds_when_full_and_skips_work_of_gone_clients():
 
 
 def test_v2_work_of_a_gone_client_is_skipped(quick_run):
-    """/v2 infer (through FastAPI, not the /classify fast path) skips a queued job whose client has
+    """/v2 infer (through FastAPI, not the raw /classify endpoint) skips a queued job whose client has
     disconnected: the worker thread is held busy, the client sends 8 texts and hangs up, the job never runs."""
     from service.config import Settings
     from service.main import create_app

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from service.registry import ModelRegistry
+from service.registry import ModelRegistry, RegistryConfig
 from slimtext.manifest import Manifest
 from slimtext.runtime import ModelLoadError, OnnxClassifier
 
@@ -64,13 +64,13 @@ def test_vocabulary_larger_than_embedding(models_copy):
 
 def test_registry_serves_the_good_ones_and_reports_the_bad(models_copy):
     (models_copy / "sst2-dan-full" / "model.onnx").write_bytes(b"junk")
-    registry = ModelRegistry.load(models_copy)
+    registry = ModelRegistry.load(RegistryConfig(models_copy))
     assert sorted(registry.models) == ["sst2-dan-lowrank"]
     assert "sst2-dan-full" in registry.errors and "model.onnx" in registry.errors["sst2-dan-full"]
     with pytest.raises(ModelLoadError, match="model.onnx"):
-        ModelRegistry.load(models_copy, strict=True)
+        ModelRegistry.load(RegistryConfig(models_copy, strict=True))
 
 
 def test_unknown_default_model_fails(models_copy):
     with pytest.raises(ModelLoadError, match="default model 'nope'"):
-        ModelRegistry.load(models_copy, default="nope")
+        ModelRegistry.load(RegistryConfig(models_copy, default="nope"))

@@ -1,4 +1,4 @@
-"""Many models per server (service/registry.py), against a real uvicorn on loopback: versions and an explicit
+"""Many models per server (service/registry/), against a real uvicorn on loopback: versions and an explicit
 default, the repository API (index, load, unload; admin-protected), atomic swaps under load, lazy loading under
 a memory budget with LRU eviction, and loading once for concurrent first requests."""
 

@@ -87,14 +87,13 @@ def test_metrics_after_traffic(server):
 
 @pytest.fixture(scope="module")
 def batching_server(quick_run):
-    srv = Server(quick_run[0], env={"SLIMTEXT_BATCHING": "true", "SLIMTEXT_BATCH_MAX_WAIT_US": "20000",
-                                    "SLIMTEXT_FAST_PATH": "false"})
+    srv = Server(quick_run[0], env={"SLIMTEXT_BATCHING": "true", "SLIMTEXT_BATCH_MAX_WAIT_US": "20000"})
     srv.wait_ready()
     yield srv
     srv.stop()
 
 
-def test_batched_fastapi_path_answers_like_the_fast_path(server, batching_server, sst2):
+def test_batched_requests_answer_like_one_request(server, batching_server, sst2):
     texts = sst2["dev"].texts[:24]
 
     async def fire(url):
@@ -113,7 +112,7 @@ def test_batched_fastapi_path_answers_like_the_fast_path(server, batching_server
     runs = metric(text, "slimtext_batch_texts_count", model="sst2-dan-lowrank")
     assert metric(text, "slimtext_batch_texts_sum", model="sst2-dan-lowrank") == len(texts)
     assert runs < len(texts), "concurrent requests were not coalesced"
-    # errors still come back as JSON on the FastAPI path
+    # errors still come back as JSON with batching on
     r = httpx.post(f"{batching_server.url}/classify", json={"texts": []})
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
 

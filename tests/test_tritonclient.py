@@ -149,7 +149,7 @@ def test_v2_rest_conformance(server):
 
 
 def test_unserved_v2_calls_say_so(client):
-    client.load_model(MODEL)  # the repository extension (service/registry.py): reload from disk, swapped in
+    client.load_model(MODEL)  # the repository extension (service/registry/): reload from disk, swapped in
     assert client.is_model_ready(MODEL)
     expect_error(lambda: client.unload_model("sst2-dan-lowrank"), "409", "default model")
     expect_error(lambda: client.get_trace_settings(), "404", "Not Found: GET /v2/trace/setting")

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from service.registry import ModelRegistry
+from service.registry import ModelRegistry, RegistryConfig
 from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, VOCAB_FILE
 from slimtext.runtime import ModelLoadError, OnnxClassifier
 from slimtext.safefs import FileLimits, FileRejected, read_capped
@@ -87,7 +87,7 @@ EXPECTED = {
 def test_each_hostile_folder_is_skipped_with_a_log_line_and_the_good_one_served(bad_models, caplog):
     caplog.set_level(logging.ERROR, logger="slimtext.registry")
     t0 = time.perf_counter()
-    registry = ModelRegistry.load(bad_models)
+    registry = ModelRegistry.load(RegistryConfig(bad_models))
     elapsed = time.perf_counter() - t0
     assert sorted(registry.models) == [GOOD]
     assert sorted(registry.errors) == sorted(EXPECTED)
@@ -102,7 +102,7 @@ def test_each_hostile_folder_is_skipped_with_a_log_line_and_the_good_one_served(
 
 def test_strict_mode_stops_at_the_first_hostile_folder(bad_models):
     with pytest.raises(ModelLoadError, match="not followed|over the cap|not a regular file"):
-        ModelRegistry.load(bad_models, strict=True)
+        ModelRegistry.load(RegistryConfig(bad_models, strict=True))
 
 
 def test_caps_are_configurable_and_checked_before_reading(quick_run, tmp_path):

@@ -183,8 +183,8 @@ def _row(ds, model, method, seed, dev, test, p=0.9):
 
 
 def test_a_recipe_variant_is_chosen_per_dataset_on_dev_and_only_on_as_many_seeds():
-    from training.report import aggregate
-    from training.report_d300 import recipe
+    from research.report_d300 import recipe
+    from research.tables import aggregate
 
     rows = [_row("mr", "dan", "online-nowd", s, 0.70, 0.80) for s in range(3)]
     rows += [_row("mr", "dan", "online-nowd-long", s, 0.72, 0.75) for s in range(3)]  # better dev, worse test
@@ -201,8 +201,8 @@ def test_a_recipe_variant_is_chosen_per_dataset_on_dev_and_only_on_as_many_seeds
 
 
 def test_first_training_table_reads_pilot_grids_and_picks_the_best_dev(tmp_path):
-    from training.report import aggregate
-    from training.report_d300 import first_training, goals
+    from research.report_d300 import first_training, goals
+    from research.tables import aggregate
     from training.sweep import write_csv
 
     sweep = [_row("sst2", "dan", "full", s, 0.80, 0.81, p=None) for s in range(3)]

@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--config-d300", type=Path, default=None, help="the d = 300 sweep's config.json or grid")
     o.add_argument("--first-d300", type=Path, nargs="*", default=[],
                    help="pilot grids of the d = 300 first training (each with its own train entry and CSV)")
-    o.add_argument("--energy-d300", type=Path, default=None, help="python -m training.energy's table, quoted")
+    o.add_argument("--energy-d300", type=Path, default=None, help="python -m research.energy's table, quoted")
     o.add_argument("--fasttext", type=Path, default=Path("docs/fasttext.csv"),
                    help="fastText results (dataset,model,dim,bigrams,quantized,seed,test_acc,bytes); "
                    "'–' in the d = 300 headline where absent")
@@ -401,7 +401,7 @@ def _sweep_ray(cfg, args, progress):
 
 
 def _report(args) -> int:
-    from training.report import write_report
+    from research.report import write_report  # the write-up code lives outside the trainer (research/)
 
     given = [f"--{k.replace('_', '-')}" for k in ("timing_d300", "config_d300", "first_d300", "energy_d300")
              if getattr(args, k)]

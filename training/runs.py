@@ -77,8 +77,7 @@ class CompressConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> CompressConfig:
-        if get_method(self.method).uses_reduction and self.reduction is None:
-            raise ValueError(f"method {self.method} needs --reduction")
+        get_method(self.method).check_reduction(self.reduction)
         return self
 
 

@@ -1,6 +1,7 @@
 """LitServe in its documented minimal form (a LitAPI with setup / decode_request / predict / encode_response)
 with its batching on: requests that arrive within `batch_timeout` of each other reach `predict` together,
-one onnxruntime run for all their texts.
+one onnxruntime run for all their texts. One inference worker process by default;
+`SLIMTEXT_PEER_WORKERS=2` gives `workers_per_device=2` (two inference processes behind the one API server).
 
     SLIMTEXT_PEER_MODEL=models/sst2-dan-lowrank python -m bench.peers.litserve_app --port 8001
 """
@@ -11,7 +12,7 @@ import argparse
 
 import litserve as ls
 
-from bench.peers.model import classify, load_model, split
+from bench.peers.model import classify, load_model, split, workers
 
 MAX_BATCH, BATCH_TIMEOUT_S = 64, 0.001  # the same knobs for every peer that batches (bench/peers/run.py)
 
@@ -38,7 +39,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args()
     api = SlimtextAPI(max_batch_size=MAX_BATCH, batch_timeout=BATCH_TIMEOUT_S)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers())
     server.run(host=args.host, port=args.port, num_api_servers=1, generate_client_file=False, log_level="warning")
 
 

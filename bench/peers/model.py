@@ -1,7 +1,9 @@
 """What every peer app runs: one exported model folder through slimtext's own runtime (tokenizer + onnxruntime,
 intra-op threads 1), answers shaped like slimtext's `/classify` predictions (label, score, probabilities).
 
-The folder comes from $SLIMTEXT_PEER_MODEL, so each framework's own launcher can start the app unchanged.
+The folder comes from $SLIMTEXT_PEER_MODEL, so each framework's own launcher can start the app unchanged; the
+frameworks' own worker knob (LitServe `workers_per_device`, BentoML `workers`, Ray Serve `num_replicas`) reads
+$SLIMTEXT_PEER_WORKERS (default 1), so the driver can run a 2-worker variant of the same app.
 """
 
 from __future__ import annotations
@@ -11,6 +13,15 @@ import os
 from slimtext.runtime import OnnxClassifier
 
 MODEL_ENV = "SLIMTEXT_PEER_MODEL"
+WORKERS_ENV = "SLIMTEXT_PEER_WORKERS"
+
+
+def workers() -> int:
+    """The framework's worker (process / replica) count for this run: $SLIMTEXT_PEER_WORKERS, default 1."""
+    n = int(os.environ.get(WORKERS_ENV, "1"))
+    if n < 1:
+        raise RuntimeError(f"{WORKERS_ENV} must be at least 1, not {n}")
+    return n
 
 
 def load_model() -> OnnxClassifier:

@@ -1,5 +1,6 @@
-"""Ray Serve in its documented minimal form: one deployment (one replica) whose `__call__` takes the
-Starlette request, with `@serve.batch` on so concurrent requests share one model call.
+"""Ray Serve in its documented minimal form: one deployment (one replica; `SLIMTEXT_PEER_WORKERS=2` gives
+`num_replicas=2`) whose `__call__` takes the Starlette request, with `@serve.batch` on so concurrent requests share
+one model call.
 
     SLIMTEXT_PEER_MODEL=models/sst2-dan-lowrank python -m bench.peers.ray_app --port 8001
 
@@ -16,12 +17,12 @@ import threading
 from ray import serve
 from starlette.requests import Request
 
-from bench.peers.model import classify, load_model, split
+from bench.peers.model import classify, load_model, split, workers
 
 MAX_BATCH, BATCH_TIMEOUT_S = 64, 0.001  # the same knobs for every peer that batches (bench/peers/run.py)
 
 
-@serve.deployment(num_replicas=1)
+@serve.deployment(num_replicas=workers())  # 1 unless $SLIMTEXT_PEER_WORKERS says otherwise
 class Slimtext:
     def __init__(self) -> None:
         self.model = load_model()

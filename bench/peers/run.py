@@ -3,12 +3,15 @@
     python -m bench.peers [--models-dir models] [--models sst2-dan-lowrank sst2-dan-full] [--peers ...]
                           [--venvs .venv-peers] [--rounds 3] [--duration 3] [--out docs/bench-peers.md]
 
-For each model folder and each round, every peer in turn is started (one worker, onnxruntime intra-op threads 1,
-127.0.0.1), its answers on 100 SST-2 test sentences (one per request, then in 32-text requests) are checked
-against slimtext's, and wrk drives it: one text per request at concurrency 1, 8 and 64, then 32 texts per
-request at concurrency 8. Its memory (RSS and PSS summed over its process tree) is read after the load. The peer
-order rotates every round and the load average is recorded per round; the median of the rounds is reported.
-A peer whose answers differ, or that cannot start, gets no numbers: the reason is written instead.
+For each model folder and each round, every peer in turn is started (onnxruntime intra-op threads 1, 127.0.0.1;
+one worker, or two for the `-2workers` / `-2replicas` rows that use each framework's own worker knob; `slimtext`
+itself runs with the production default worker count, `slimtext-1worker` with one), its answers on 100 SST-2
+test sentences (one per request, then in 32-text requests) are checked against slimtext's, and wrk drives it: one
+text per request at concurrency 1, 8 and 64, then 32 texts per request at concurrency 8. Its memory (RSS and PSS
+summed over its process tree) is read after the load. The peer order rotates every round and the load average is
+recorded per round; the median of the rounds is reported.
+A peer whose answers differ, or that cannot start, gets no numbers: the reason is written instead. The goals of
+issue 26 (`judge_goals`) compare slimtext's production default with the best of all the other peers' rows.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ def bench_model(model: Path, peers: list[Peer], venvs: Path, texts: list[str], r
                            for label, n, _ in SCENARIOS}
                 try:
                     with PeerServer(peer, python, model) as srv:
+                        if peer.startup and not entry.get("startup"):
+                            entry["startup"] = srv.log_line(peer.startup)
                         diff = check(srv, texts, labels, reference)
                         if diff:
                             entry["problem"] = f"answers differ from slimtext's: {diff}"
@@ -152,28 +157,98 @@ def bench_model(model: Path, peers: list[Peer], venvs: Path, texts: list[str], r
 
 # --- report ------------------------------------------------------------------------------------------------
 
-def goal_lines(name: str, peers: dict) -> list[str]:
-    """Issue 16's goal for slimtext (production settings) against the best measured peer."""
-    ours = peers.get("slimtext", {}).get("median")
+# issue 26: per load, slimtext's production default against the best of every other peer's rows (1 and 2 workers)
+RPS_GOAL, TEXTS_GOAL = 1.5, 1.2  # × the best peer's req/s for 1 text at c=1, 8, 64; texts/s for 32 texts at c=8
+GOALS = ((scenario_key("1 text", 1), "rps", RPS_GOAL), (scenario_key("1 text", 8), "rps", RPS_GOAL),
+         (scenario_key("1 text", 64), "rps", RPS_GOAL), (scenario_key("32 texts", 8), "texts_s", TEXTS_GOAL))
+UNITS = {"rps": "req/s", "texts_s": "texts/s"}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One load's verdict: throughput ≥ `target` × the best peer's, p99 ≤ the lowest p99 any peer reached."""
+    load: str
+    field: str  # "rps" or "texts_s"
+    target: float
+    ours: Run
+    best: str  # the peer with the most throughput at this load
+    best_run: Run
+    lowest: str  # the peer with the lowest p99 at this load
+    lowest_p99_ms: float
+
+    @property
+    def unit(self) -> str:
+        return UNITS[self.field]
+
+    @property
+    def ratio(self) -> float:
+        theirs = getattr(self.best_run, self.field)
+        return getattr(self.ours, self.field) / theirs if theirs > 0 else float("inf")
+
+    @property
+    def throughput_met(self) -> bool:
+        return self.ratio >= self.target
+
+    @property
+    def p99_met(self) -> bool:
+        return self.ours.p99_ms <= self.lowest_p99_ms
+
+    @property
+    def met(self) -> bool:  # and no failed request of slimtext's: a goal met while dropping requests is not met
+        return self.throughput_met and self.p99_met and self.ours.errors == 0
+
+
+def judge_goals(peers: dict[str, dict], ours: str = "slimtext") -> list[Goal] | None:
+    """Issue 26's goals for one model from `bench_model`'s "peers" (name -> entry with a "median" {load: Run} when
+    measured): `ours` against every measured peer whose name does not start with "slimtext". None when `ours` or
+    every other peer has no numbers."""
+    mine = peers.get(ours, {}).get("median")
     others = {n: e["median"] for n, e in peers.items() if not n.startswith("slimtext") and e.get("median")}
-    if not ours or not others:
+    if not mine or not others:
+        return None
+    out = []
+    for load, fld, target in GOALS:
+        best = max(others, key=lambda n: getattr(others[n][load], fld))
+        lowest = min(others, key=lambda n: others[n][load].p99_ms)
+        out.append(Goal(load, fld, target, mine[load], best, others[best][load], lowest, others[lowest][load].p99_ms))
+    return out
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def goal_lines(name: str, goals: list[Goal] | None) -> list[str]:
+    """One line per load: the ratio to the best peer, the lowest peer p99 and who had it, met / NOT met per part."""
+    if goals is None:
         return [f"- {name}: not enough peers measured to judge the goal"]
     lines = []
-    for c in (8, 64):
-        key = scenario_key("1 text", c)
-        best = max(others, key=lambda n: others[n][key].rps)
-        ratio = ours[key].rps / others[best][key].rps
-        ok = ratio >= 1.5 and ours[key].p99_ms <= others[best][key].p99_ms
-        lines.append(f"- {name}, 1 text, c={c}: slimtext {ours[key].rps:,.0f} req/s = **{ratio:.2f}×** the best "
-                     f"peer ({best}, {others[best][key].rps:,.0f} req/s); p99 {ours[key].p99_ms:.1f} vs "
-                     f"{others[best][key].p99_ms:.1f} ms: goal (≥ 1.5×, p99 no worse) "
-                     f"{'met' if ok else 'NOT met'}")
-    key = scenario_key("32 texts", 8)
-    best = max(others, key=lambda n: others[n][key].texts_s)
-    ratio = ours[key].texts_s / others[best][key].texts_s
-    lines.append(f"- {name}, 32 texts, c=8: slimtext {ours[key].texts_s:,.0f} texts/s = **{ratio:.2f}×** the best "
-                 f"peer ({best}, {others[best][key].texts_s:,.0f} texts/s): goal (≥ 1×) "
-                 f"{'met' if ratio >= 1 else 'NOT met'}")
+    for g in goals:
+        line = (f"- {name}, {g.load}: slimtext {getattr(g.ours, g.field):,.0f} {g.unit} = **{g.ratio:.2f}×** the best "
+                f"peer ({g.best}, {getattr(g.best_run, g.field):,.0f} {g.unit}): ≥ {g.target:g}× "
+                f"{_met(g.throughput_met)}; p99 {g.ours.p99_ms:.1f} ms vs the lowest peer p99 {g.lowest_p99_ms:.1f} ms "
+                f"({g.lowest}): p99 no worse {_met(g.p99_met)}")
+        if g.ours.errors:
+            line += f"; slimtext had {g.ours.errors} failed requests: NOT met"
+        lines.append(line)
+    return lines
+
+
+def goal_table(results: dict[str, list[Goal] | None]) -> list[str]:
+    """The goals of every model as one compact markdown table (model name -> `judge_goals`'s answer)."""
+    lines = ["| model | load | slimtext | best peer | ratio (goal) | slimtext p99 ms | lowest peer p99 ms | met? |",
+             "|---|---|---:|---|---:|---:|---|---|"]
+    for name, goals in results.items():
+        if goals is None:
+            lines.append(f"| {name} | | | not enough peers measured | | | | |")
+            continue
+        for g in goals:
+            missed = [why for why, ok in (("ratio", g.throughput_met), ("p99", g.p99_met),
+                                           (f"{g.ours.errors} errors", not g.ours.errors)) if not ok]
+            lines.append(f"| {name} | {g.load} | {getattr(g.ours, g.field):,.0f} {g.unit} | {g.best} "
+                         f"({getattr(g.best_run, g.field):,.0f}) | {g.ratio:.2f}× (≥ {g.target:g}×) | "
+                         f"{g.ours.p99_ms:.1f} | {g.lowest_p99_ms:.1f} ({g.lowest}) | "
+                         f"{'yes' if g.met else 'no: ' + ', '.join(missed)} |")
     return lines
 
 
@@ -181,18 +256,28 @@ def render(results: dict[str, dict], settings: dict[str, str], chart: str | None
     lines = ["# Serving benchmark against peers", "",
              "Generated by `make bench-peers` (`python -m bench.peers`). The same exported model folder served by "
              "slimtext and by the servers a user would pick instead, each with the project's tokenizer and "
-             "onnxruntime runtime (`bench/peers/model.py`), one worker, onnxruntime intra-op threads 1, on "
-             "127.0.0.1; one client for all (wrk, one Lua script per request format). A peer's numbers count "
+             "onnxruntime runtime (`bench/peers/model.py`), onnxruntime intra-op threads 1, on 127.0.0.1: every "
+             "framework with one worker and, in the `-2workers` / `-2replicas` rows, with two (its own worker "
+             "knob); `slimtext` with the production default worker count (no `--workers` flag). One client "
+             "for all (wrk, one Lua script per request format). A peer's numbers count "
              f"only after its answers on {CHECK_TEXTS} SST-2 test sentences (1 and 32 per request) equal "
              f"slimtext's (same labels, probabilities within {TOLERANCE:g}). Client and servers share the "
              "machine's CPUs: compare within a table, not with other machines.", "",
              *[f"- {k}: {v}" for k, v in settings.items()], "",
              "| peer | batching | how it runs |", "|---|---|---|"]
-    lines += [f"| {p.name} | {p.batching} | {p.note} |" for p in PEERS.values()
-              if any(p.name in r["peers"] for r in results.values())]
-    lines += ["", "## Goal (issue 16)", ""]
-    for name, res in results.items():
-        lines += goal_lines(name, res["peers"])
+    for p in PEERS.values():
+        started = sorted({r["peers"][p.name].get("startup") or "" for r in results.values() if p.name in r["peers"]})
+        if started:
+            said = "; ".join(f"`{line}`" for line in started if line)
+            lines.append(f"| {p.name} | {p.batching} | {p.note}{f' (this run: {said})' if said else ''} |")
+    goals = {name: judge_goals(res["peers"]) for name, res in results.items()}
+    lines += ["", "## Goal (issue 26)", "",
+              f"slimtext (production default) against the best of every other peer's rows, 1 and 2 workers: "
+              f"req/s ≥ {RPS_GOAL:g}× the best peer's for 1 text per request at c = 1, 8 and 64, texts/s ≥ "
+              f"{TEXTS_GOAL:g}× for 32 texts per request at c = 8, and at every load p99 ≤ the lowest p99 any peer "
+              "reaches there (and no failed request).", "", *goal_table(goals), ""]
+    for name in results:
+        lines += goal_lines(name, goals[name])
     if chart:
         lines += ["", f"![requests/s and p99 per peer]({chart})"]
     for name, res in results.items():
@@ -225,6 +310,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = plt.get_cmap("tab20")  # 20 distinct colours: 14 peers do not repeat one
     single = [scenario_key(label, c) for label, n, c in SCENARIOS if n == 1]
     batch = [scenario_key(label, c) for label, n, c in SCENARIOS if n > 1]
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.3 * len(results)), squeeze=False,
@@ -239,15 +325,16 @@ def plot(results: dict[str, dict], path: Path) -> None:
             for i, peer in enumerate(peers):
                 med = res["peers"][peer]["median"]
                 xs = [k + (i - (len(peers) - 1) / 2) * width for k in range(len(keys))]
-                ax.bar(xs, [getattr(med[k], field) for k in keys], width, label=peer, color=f"C{i}")
+                ax.bar(xs, [getattr(med[k], field) for k in keys], width, label=peer, color=colors(i % 20))
             ax.set_xticks(range(len(keys)), keys)
             ax.set_ylabel(unit)
             ax.set_title(f"{name}: {title}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
         row[2].set_yscale("log")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
-    fig.tight_layout(rect=(0, 0.05 / len(results), 1, 1))
+    ncol = min(len(labels), 7)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9)
+    fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // ncol) / len(results), 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -264,11 +351,21 @@ def to_json(results: dict[str, dict]) -> dict:
     return conv(results)
 
 
+def cpu_quota() -> str:
+    """", cgroup CPU quota Q" when this process's cgroup (v2) caps its CPU time, else ""."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return "" if quota == "max" else f", cgroup CPU quota {int(quota) / int(period):g}"
+    except (OSError, ValueError):
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
     p.add_argument("--models", nargs="+", default=["sst2-dan-lowrank", "sst2-dan-full"])
-    p.add_argument("--peers", nargs="+", default=[n for n in PEERS if n != "slimtext-2workers"], choices=list(PEERS))
+    p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS),
+                   help="default: all of them (slimtext first: every other peer's answers are checked against it)")
     p.add_argument("--venvs", type=Path, default=ROOT / ".venv-peers", help="folder of one venv per peer")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
@@ -288,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         png = args.out.with_suffix(".png")
         plot(results, png)
         chart = png.name
-    settings = {"machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs (shared; often ~1 core effective)",
+    settings = {"machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {len(os.sched_getaffinity(0))} "
+                           f"usable by this process{cpu_quota()}; client and servers share them",
                 "wrk": f"1 thread, `--latency`, {args.duration:g} s per run after a 1 s warm-up at c=8, "
                        f"timeout {WRK_TIMEOUT_S} s", "rounds": f"{args.rounds} (peer order rotated each round)",
                 "batching knobs": f"at most {MAX_BATCH} per batch, 1 ms wait where the framework has the knob",
@@ -299,5 +397,6 @@ def main(argv: list[str] | None = None) -> int:
         kept = old[old.index(ANALYSIS):] if ANALYSIS in old else ""
     args.out.write_text(render(results, settings, chart) + ("\n" + kept if kept else ""), encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps(to_json(results), indent=1) + "\n", encoding="utf-8")
+    print("\n".join(goal_table({name: judge_goals(res["peers"]) for name, res in results.items()})))
     print(f"wrote {args.out}")
     return 0

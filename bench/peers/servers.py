@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.peers.model import MODEL_ENV
+from bench.peers.model import MODEL_ENV, WORKERS_ENV
 from bench.server import LOOPBACK, ROOT, free_port
 
 Answer = tuple[str, list[float]]  # label, probabilities in the model's label order
@@ -66,6 +67,7 @@ class Peer:
     launch: Callable[[str, int, Path, Path], tuple[list[str], dict[str, str]]]  # python, port, model, tmp
     batching: str = "none"
     note: str = ""
+    startup: str | None = None  # a regex for a line of its startup log worth recording (slimtext: its worker count)
 
 
 def _slimtext(extra_env: dict[str, str], extra_args: tuple[str, ...] = ()):
@@ -78,55 +80,85 @@ def _slimtext(extra_env: dict[str, str], extra_args: tuple[str, ...] = ()):
     return launch
 
 
-def _uvicorn_fastapi(python: str, port: int, model: Path, tmp: Path):
-    return ([python, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--host", LOOPBACK, "--port", str(port),
-             "--workers", "1", "--no-access-log"], {})
-
-
-def _module(module: str):
+def _uvicorn_fastapi(workers: int):
     def launch(python: str, port: int, model: Path, tmp: Path):
-        return [python, "-m", module, "--host", LOOPBACK, "--port", str(port)], {}
+        return ([python, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--host", LOOPBACK, "--port", str(port),
+                 "--workers", str(workers), "--no-access-log"], {})
     return launch
 
 
-def _bentoml(python: str, port: int, model: Path, tmp: Path):
-    return ([python, "-m", "bentoml", "serve", "bench.peers.bentoml_app:Slimtext", "--host", LOOPBACK,
-             "--port", str(port)], {"BENTOML_DO_NOT_TRACK": "true"})
+def _module(module: str, workers: int = 1):
+    """`python -m <module> --host --port`, the framework's worker knob from $SLIMTEXT_PEER_WORKERS."""
+    def launch(python: str, port: int, model: Path, tmp: Path):
+        return [python, "-m", module, "--host", LOOPBACK, "--port", str(port)], {WORKERS_ENV: str(workers)}
+    return launch
 
 
-def _mlserver(python: str, port: int, model: Path, tmp: Path):
-    folder = tmp / "mlserver"
-    (folder / "slimtext").mkdir(parents=True)
-    (folder / "settings.json").write_text(json.dumps({
-        "host": LOOPBACK, "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-        "debug": False}))
-    (folder / "slimtext" / "model-settings.json").write_text(json.dumps({
-        "name": "slimtext", "implementation": "bench.peers.mlserver_app.SlimtextRuntime",
-        "max_batch_size": MAX_BATCH, "max_batch_time": BATCH_WAIT_S}))
-    return [python, "-m", "mlserver.cli.main", "start", str(folder)], {}
+def _bentoml(workers: int):
+    def launch(python: str, port: int, model: Path, tmp: Path):
+        return ([python, "-m", "bentoml", "serve", "bench.peers.bentoml_app:Slimtext", "--host", LOOPBACK,
+                 "--port", str(port)], {"BENTOML_DO_NOT_TRACK": "true", WORKERS_ENV: str(workers)})
+    return launch
 
 
+def _mlserver(workers: int):
+    def launch(python: str, port: int, model: Path, tmp: Path):
+        folder = tmp / "mlserver"
+        (folder / "slimtext").mkdir(parents=True)
+        (folder / "settings.json").write_text(json.dumps({
+            "host": LOOPBACK, "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+            "debug": False, "parallel_workers": workers}))
+        (folder / "slimtext" / "model-settings.json").write_text(json.dumps({
+            "name": "slimtext", "implementation": "bench.peers.mlserver_app.SlimtextRuntime",
+            "max_batch_size": MAX_BATCH, "max_batch_time": BATCH_WAIT_S}))
+        return [python, "-m", "mlserver.cli.main", "start", str(folder)], {}
+    return launch
+
+
+SLIMTEXT_WORKERS_LINE = r"python -m service: \d+ worker\(s\).*"  # what `python -m service` says it picked
+LITSERVE_BATCHING = f"max_batch_size {MAX_BATCH}, batch_timeout {BATCH_WAIT_S * 1e3:g} ms"
+BENTOML_BATCHING = f"batchable, max_batch_size {MAX_BATCH} (adaptive wait)"
+MLSERVER_BATCHING = f"adaptive, max_batch_size {MAX_BATCH}, max_batch_time {BATCH_WAIT_S * 1e3:g} ms"
+RAY_BATCHING = f"@serve.batch max {MAX_BATCH}, wait {BATCH_WAIT_S * 1e3:g} ms"
+
+# Every framework peer runs once with one worker and once with two (its own worker knob), so a multi-process
+# slimtext is compared like for like; the 2-worker variants share the 1-worker peer's virtual environment.
 PEERS: dict[str, Peer] = {p.name: p for p in (
-    Peer("slimtext", None, "/classify", texts_body, parse_predictions, _slimtext({}),
-         note="`python -m service`, production settings (batching off)"),
+    Peer("slimtext", None, "/classify", texts_body, parse_predictions, _slimtext({}), startup=SLIMTEXT_WORKERS_LINE,
+         note="`python -m service`, production settings (batching off) with no `--workers` flag: the production "
+              "default worker count (`--workers auto`: one per CPU this process may use, cgroup quota included)"),
+    Peer("slimtext-1worker", None, "/classify", texts_body, parse_predictions, _slimtext({}, ("--workers", "1")),
+         startup=SLIMTEXT_WORKERS_LINE, note="production settings with `--workers 1`: one process"),
+    Peer("slimtext-2workers", None, "/classify", texts_body, parse_predictions, _slimtext({}, ("--workers", "2")),
+         startup=SLIMTEXT_WORKERS_LINE, note="production settings with `--workers 2`"),
     Peer("slimtext+batching", None, "/classify", texts_body, parse_predictions,
          _slimtext({"SLIMTEXT_BATCHING": "true", "SLIMTEXT_BATCH_MAX_TEXTS": str(MAX_BATCH)}),
-         batching=f"max {MAX_BATCH} texts, 500 us", note="the same with `SLIMTEXT_BATCHING=true`"),
-    Peer("slimtext-2workers", None, "/classify", texts_body, parse_predictions, _slimtext({}, ("--workers", "2")),
-         note="production settings with `--workers 2` (not in the default run: every other peer gets one worker)"),
-    Peer("fastapi", None, "/classify", texts_body, parse_predictions, _uvicorn_fastapi,
+         batching=f"max {MAX_BATCH} texts, 500 us", startup=SLIMTEXT_WORKERS_LINE,
+         note="the production default with `SLIMTEXT_BATCHING=true`"),
+    Peer("fastapi", None, "/classify", texts_body, parse_predictions, _uvicorn_fastapi(1),
          note="pydantic in/out, sync `def` route, uvicorn 1 worker"),
+    Peer("fastapi-2workers", None, "/classify", texts_body, parse_predictions, _uvicorn_fastapi(2),
+         note="the same app with `uvicorn --workers 2` (two processes)"),
     Peer("litserve", "litserve", "/predict", texts_body, parse_predictions, _module("bench.peers.litserve_app"),
-         batching=f"max_batch_size {MAX_BATCH}, batch_timeout {BATCH_WAIT_S * 1e3:g} ms",
-         note="LitAPI, 1 API server + 1 inference worker process"),
-    Peer("bentoml", "bentoml", "/classify", texts_body, parse_list, _bentoml,
-         batching=f"batchable, max_batch_size {MAX_BATCH} (adaptive wait)", note="@bentoml.service(workers=1)"),
-    Peer("mlserver", "mlserver", "/v2/models/slimtext/infer", v2_body, parse_v2, _mlserver,
-         batching=f"adaptive, max_batch_size {MAX_BATCH}, max_batch_time {BATCH_WAIT_S * 1e3:g} ms",
-         note="custom MLModel runtime, default parallel_workers (1)"),
+         batching=LITSERVE_BATCHING, note="LitAPI, 1 API server + 1 inference worker process"),
+    Peer("litserve-2workers", "litserve", "/predict", texts_body, parse_predictions,
+         _module("bench.peers.litserve_app", 2), batching=LITSERVE_BATCHING,
+         note="the same with `LitServer(workers_per_device=2)`: 1 API server + 2 inference worker processes"),
+    Peer("bentoml", "bentoml", "/classify", texts_body, parse_list, _bentoml(1), batching=BENTOML_BATCHING,
+         note="@bentoml.service(workers=1)"),
+    Peer("bentoml-2workers", "bentoml", "/classify", texts_body, parse_list, _bentoml(2), batching=BENTOML_BATCHING,
+         note="the same with @bentoml.service(workers=2): two service worker processes"),
+    Peer("mlserver", "mlserver", "/v2/models/slimtext/infer", v2_body, parse_v2, _mlserver(1),
+         batching=MLSERVER_BATCHING,
+         note="custom MLModel runtime, `parallel_workers` 1 (the default): 1 REST + 1 inference worker process"),
+    Peer("mlserver-2workers", "mlserver", "/v2/models/slimtext/infer", v2_body, parse_v2, _mlserver(2),
+         batching=MLSERVER_BATCHING,
+         note="the same with settings.json `\"parallel_workers\": 2`: 1 REST process + 2 inference worker processes"),
     Peer("ray", "ray", "/classify", texts_body, parse_predictions, _module("bench.peers.ray_app"),
-         batching=f"@serve.batch max {MAX_BATCH}, wait {BATCH_WAIT_S * 1e3:g} ms",
-         note="1 deployment, 1 replica, HTTP proxy actor"),
+         batching=RAY_BATCHING, note="1 deployment, 1 replica, HTTP proxy actor"),
+    Peer("ray-2replicas", "ray", "/classify", texts_body, parse_predictions, _module("bench.peers.ray_app", 2),
+         batching=RAY_BATCHING,
+         note="the same with `num_replicas=2` (each replica reserves 1 CPU: needs 2 CPUs for Ray)"),
 )}
 
 
@@ -201,7 +233,8 @@ class PeerServer:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"peer-{self.peer.name}-")
         tmp = Path(self._tmp.name)
         cmd, env = self.peer.launch(str(self.python), self.port, self.model, tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), MODEL_ENV: str(self.model.resolve()), "OMP_NUM_THREADS": "1",
+        inherited = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}  # uvicorn's worker count: ours
+        env = {**inherited, "PYTHONPATH": str(ROOT), MODEL_ENV: str(self.model.resolve()), "OMP_NUM_THREADS": "1",
                **env}
         self._log = (tmp / "server.log").open("w+")
         self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -230,6 +263,13 @@ class PeerServer:
 
     def memory(self) -> tuple[int, int]:
         return tree_memory(self.proc.pid)
+
+    def log_line(self, pattern: str) -> str | None:
+        """The first line of its log so far that matches the regex `pattern`, stripped; None if none does."""
+        self._log.flush()
+        self._log.seek(0)
+        found = re.search(pattern, self._log.read())  # leaves the shared offset at the end, where the server writes
+        return found.group(0).strip() if found else None
 
     def last_lines(self, n: int = 3) -> str:
         self._log.flush()

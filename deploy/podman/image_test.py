@@ -70,6 +70,20 @@ def space_report(tag: str) -> str:
                      check=False).stdout
 
 
+def cpu_quota_workers() -> str | None:
+    """What `--workers auto` makes of a 1-CPU quota inside the image (`podman run --cpus 1`): "<quota> <workers>",
+    or None where podman set no quota the container can read (no cgroup CPU controller for it)."""
+    code = ("from service.workers import cgroup_cpu_limit, resolve_workers; "
+            "print(cgroup_cpu_limit(), resolve_workers([])[1:])")
+    proc = pm.podman("run", "--rm", "--cpus", "1", "--network", "none", "--entrypoint", "python", pm.IMAGE, "-c",
+                     code, check=False, timeout=120)
+    line = (proc.stdout.strip().splitlines() or [""])[-1]
+    if proc.returncode != 0 or line.startswith("None"):
+        print(f"--cpus 1 not checked: podman set no quota the container reads ({line or proc.stderr.strip()[-200:]})")
+        return None
+    return line
+
+
 def compare_with_host(url: str, models_dir: Path, check: Checks) -> None:
     with UvicornServer(models_dir) as host:
         models = [m["manifest"]["name"] for m in httpx.get(f"{host.url}/models", timeout=10).json()["models"]]
@@ -138,6 +152,13 @@ def main() -> int:
     finally:
         logs = pm.podman("logs", NAME, check=False)
         pm.podman("rm", "--force", NAME, check=False)
+    workers = [line for line in (logs.stderr + logs.stdout).splitlines() if "worker(s)" in line]
+    check("the CMD picks its worker count from the container (--workers auto)",
+          bool(workers) and "(auto: " in workers[0], workers[0] if workers else "no 'worker(s)' line in the logs")
+    quota = cpu_quota_workers()
+    if quota is not None:
+        check("a 1-CPU quota (podman run --cpus 1) means one worker", quota.endswith("(1, 'auto: 1 usable CPU(s)')"),
+              quota)
     if not check.ok:
         print(logs.stdout[-3000:], logs.stderr[-3000:], file=sys.stderr)
     passed = sum(ok for _, ok, _ in check.rows)

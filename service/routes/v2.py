@@ -19,12 +19,14 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from service import v2_codec, v2_stats
-from service.classify import JSON, Reply
+from service.body import read_body
+from service.classify import JSON, Texts, parse_json, server_timing
 from service.deps import get_classifier
-from service.errors import ApiError, validation_details
-from service.offload import QueueFull, Watch
+from service.domain import DomainError, Unsupported
+from service.errors import ApiError, http_status, retry_headers, validation_details
+from service.offload import ClientGone, Watch
 from service.registry import VERSION_PATTERN, LoadedModel
-from service.routes.classify import GONE, read_body, watched
+from service.routes.classify import GONE
 from service.schemas import (
     V2ErrorResponse,
     V2InferRequest,
@@ -48,8 +50,14 @@ BINARY_REPLY = {"content": {"application/octet-stream": {"schema": {"type": "str
                                "Inference-Header-Content-Length header), then the tensors' bytes"}
 
 
-def v2_error(status: int, code: str, message: str) -> Response:
-    return Response(orjson.dumps({"error": message, "code": code}), status_code=status, media_type=JSON)
+def v2_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps({"error": message, "code": code}), status_code=status, media_type=JSON,
+                    headers=headers or None)
+
+
+def _retry_after(request: Request) -> int:
+    classifier = getattr(request.app.state, "classifier", None)
+    return classifier.settings.retry_after_s if classifier is not None else 1
 
 
 def _message(details: list[dict]) -> str:
@@ -68,6 +76,9 @@ class V2Route(APIRoute):
                 return await handler(request)
             except ApiError as e:
                 return v2_error(e.status, e.error, e.message)
+            except DomainError as e:
+                message = _message(e.details) if e.details else e.message
+                return v2_error(http_status(e), e.code, message, retry_headers(e, _retry_after(request)))
             except RequestValidationError as e:
                 return v2_error(422, "invalid_request", _message(validation_details(list(e.errors()))))
 
@@ -208,36 +219,38 @@ async def infer_version(request: Request, name: ModelName, version: Version) -> 
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
+    """The /v2 REST adapter: decode (binary tensors inlined; off the loop when large), classify, render."""
     classifier = get_classifier(request)
     content_type = request.headers.get("content-type", "")
     header_length = request.headers.get(v2_codec.HEADER)
     if content_type and not content_type.startswith(JSON) and not (
             header_length is not None and content_type.startswith("application/octet-stream")):
-        raise ApiError(415, "unsupported_media_type", f"content type {content_type[:100]!r}; send {JSON}")
+        raise Unsupported(f"content type {content_type[:100]!r}; send {JSON}")
     body = await read_body(request, classifier.settings.max_body_bytes)
-    prepare = functools.partial(v2_codec.prepare_request, body, header_length, classifier.settings.max_texts)
-    wants_binary: set[str] = set()
-
-    async def call(watch: Watch) -> Reply:
-        nonlocal wants_binary
-        if len(body) >= classifier.settings.offload_min_body_bytes:  # decoding untrusted bytes: off the loop
-            try:
-                json_part, wants_binary = await classifier.offloader.run(prepare, watch.start())
-            except QueueFull as e:
-                raise ApiError(503, "overloaded", "the worker queue is full; retry later") from e
-        else:
-            json_part, wants_binary = prepare()
-        return await classifier.v2_infer(name, JSON, json_part, watch, version)
-
-    reply = await watched(classifier, request, "v2", call)
-    if reply is None:
+    watch, label = Watch(request.receive), "-"
+    try:
+        req, wants_binary = await classifier.parse(
+            functools.partial(parse_infer, body, header_length, classifier.settings.max_texts), len(body), watch)
+        result = await classifier.classify(Texts(req.all_texts(), name, version), watch)
+    except DomainError as e:
+        classifier.count(getattr(e, "model", label), "v2", http_status(e))
+        raise
+    except ClientGone:
+        classifier.metrics.client_aborted("v2")
         return Response(status_code=GONE)
-    if reply.status != 200:
-        err = orjson.loads(reply.body)
-        message = _message(err["details"]) if err.get("details") else err["message"]
-        return v2_error(reply.status, err["error"], message)
+    finally:
+        await watch.stop()
+    classifier.count(result.model, "v2", 200)
+    reply = v2_codec.outputs(result, [o.name for o in req.outputs] if req.outputs else None, req.id)
+    headers = {"server-timing": server_timing(result.timing)}
     if not wants_binary:
-        return Response(reply.body, media_type=JSON, headers=reply.headers)
-    header, data = v2_codec.encode_binary_outputs(orjson.loads(reply.body), wants_binary)
-    headers = {**reply.headers, "inference-header-content-length": str(len(header))}
+        return Response(orjson.dumps(reply), media_type=JSON, headers=headers)
+    header, data = v2_codec.encode_binary_outputs(reply, wants_binary)
+    headers["inference-header-content-length"] = str(len(header))
     return Response(header + data, media_type="application/octet-stream", headers=headers)
+
+
+def parse_infer(body: bytes, header_length: str | None, max_texts: int) -> tuple[V2InferRequest, set[str]]:
+    """(the validated request, the outputs wanted as binary): CPU work on untrusted bytes."""
+    json_part, wants_binary = v2_codec.prepare_request(body, header_length, max_texts)
+    return parse_json(V2InferRequest, json_part), wants_binary
