@@ -167,3 +167,12 @@ def test_one_svd_per_model_and_rank_and_each_copy_is_its_own(task, tmp_path, mon
     assert not torch.equal(first.embedding.b, second.embedding.b)
     b.factorized_full(METHODS["online"], 0.5)
     assert len(calls) == 2
+
+
+def test_what_a_method_is_served_as_is_said_by_the_method():
+    from training.runs import RunConfig
+
+    served = {m.name for m in METHODS.values() if m.served_as == "lowrank"}
+    assert served == {"online", "online-nowd", "online-nowd-pure"}
+    assert RunConfig(method="online-nowd-pure").suffix == "lowrank"
+    assert RunConfig(method="online-nowd-pure+int8").suffix == "online-nowd-pure-int8"

@@ -90,6 +90,8 @@ class Method(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of the first training's FitConfig "
                                   "(e.g. distillation from the cached teacher); the full model is then its own")
     word_dropout: float | None = Field(default=None, ge=0, lt=1, description="DAN word dropout while re-training")
+    served_as: Literal["lowrank"] | None = Field(default=None, description="the artifact name `run` exports it "
+                                                 "under (<prefix>-lowrank); None: <prefix>-<method name>")
 
     @model_validator(mode="after")
     def _check(self) -> Method:
@@ -187,7 +189,7 @@ def _offline(bench: Workbench, method: Method, reduction: float | None) -> Outco
         model = bench.build(embedding)
         model, history = fit(model, bench.task.train, bench.task.dev, bench.train_cfg, bench.seed, log=bench.log)
         return model, {"history": history}
-    return Outcome(bench._cached(f"offline-{rank_key_of(method, reduction)}", make))
+    return Outcome(bench.cached(f"offline-{rank_key_of(method, reduction)}", make))
 
 
 def _quant(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
@@ -218,7 +220,8 @@ _RECIPE_VARIANTS = [  # the d = 50 pilots of the re-training recipe (online's CA
 # the d = 300 DAN recipe (no word dropout) crossed with the other re-training knobs (chosen per dataset on dev)
 _NOWD_VARIANTS = [
     Method(name="online-nowd-long", kind="online", word_dropout=0.0, retrain={"epochs": 30}),
-    Method(name="online-nowd-pure", kind="online", word_dropout=0.0, retrain={"distill_alpha": 1.0}),
+    Method(name="online-nowd-pure", kind="online", word_dropout=0.0, retrain={"distill_alpha": 1.0},
+           served_as="lowrank"),
     Method(name="online-nowd-plain", kind="online", word_dropout=0.0, retrain=_NO_KD),
 ]
 
@@ -308,9 +311,11 @@ _PHRASE_CNN = [Method(name="online-pure-r2-h0.0001-l1e-05", kind="online",
 _CNN_VARIANTS = [Method(name="online-10ep", kind="online", retrain={"epochs": 10})]
 for _m in [
     Method(name="full", kind="full"),
-    Method(name="online", kind="online"),  # the model's default re-training recipe (CALR + distillation)
+    # the model's default re-training recipe (CALR + distillation): the paper's online method, served as lowrank
+    Method(name="online", kind="online", served_as="lowrank"),
     *_RECIPE_VARIANTS,
-    Method(name="online-nowd", kind="online", word_dropout=0.0),  # no word dropout while re-training
+    # no word dropout while re-training (the d = 300 DAN's recipe)
+    Method(name="online-nowd", kind="online", word_dropout=0.0, served_as="lowrank"),
     *_NOWD_VARIANTS,
     *_CNN_VARIANTS,
     *_TEACHER_VARIANTS,

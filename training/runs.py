@@ -48,10 +48,6 @@ from training.onnx_export import (
 from training.train import FitConfig, accuracy, encode
 from training.workbench import DataConfig, Task, Workbench
 
-# served as `<prefix>-lowrank`: the paper's online method and the d = 300 DAN recipes `make run` has used
-# (online-nowd, then online-nowd-pure, chosen on SST-2 dev)
-LOWRANK_RECIPES = ("online", "online-nowd", "online-nowd-pure")
-
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -285,9 +281,9 @@ class RunConfig(BaseModel):
 
     @property
     def suffix(self) -> str:
-        """`lowrank` for the paper's online method and its d = 300 recipes (the served name; the manifest
-        names the method), else the method's name."""
-        return "lowrank" if self.method in LOWRANK_RECIPES else self.method.replace("+", "-")
+        """`lowrank` for the methods served as it (Method.served_as: the paper's online method and its d = 300
+        DAN recipes; the manifest names the method), else the method's name."""
+        return get_method(self.method).served_as or self.method.replace("+", "-")
 
 
 @dataclass

@@ -156,8 +156,9 @@ class Workbench:
     def build(self, embedding: FullEmbedding | LowRankEmbedding) -> nn.Module:
         return get_architecture(self.arch).cls(embedding, len(self.task.labels), **self.model_kwargs)
 
-    def _cached(self, key: str, make: Callable[[], tuple[nn.Module, dict]]) -> nn.Module:
-        """Train with `make` once; later calls (and later processes) load the saved weights."""
+    def cached(self, key: str, make: Callable[[], tuple[nn.Module, dict]]) -> nn.Module:
+        """Train with `make` once under `key`; later calls (and later processes) load the saved weights. Public:
+        a method kind that trains its own model (methods.py's `offline`) caches it here too."""
         if key in self._memory:
             return self._memory[key]
         path = self.cache_dir / f"{key}.pt"
@@ -194,7 +195,7 @@ class Workbench:
             model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, log=self.log,
                                  teacher_logits=self._soft(cfg))
             return model, {"history": history}
-        return self._cached(_full_key(cfg, method), make)
+        return self.cached(_full_key(cfg, method), make)
 
     def rank_for(self, embedding: torch.Tensor, method: Method, reduction: float | None) -> int:
         v, d = embedding.shape
@@ -238,7 +239,7 @@ class Workbench:
             model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log,
                                  teacher_logits=self._soft(cfg))
             return model, {"history": history}
-        return self._cached(key, make)
+        return self.cached(key, make)
 
 
 @functools.cache  # read once per process: `run` loads its data in train and again in compress
