@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -35,13 +37,18 @@ def test_texts_get_slimtexts_tokens_and_labels_one_token(tmp_path):
     assert tokenizer().tokenize("Doesn't") == ["does", "n't"]
 
 
+def _quiet(_message: str) -> None:
+    pass
+
+
 def test_run_cell_chooses_on_dev_and_quantizes(tmp_path):
     paths = write_dataset(_dataset(tmp_path), tmp_path / "work")
     fixed = {"wordNgrams": 2, "epoch": 25, "loss": "softmax", "minCount": 1, "bucket": 100_000, "thread": 1}
     for attempt in range(3):  # fasttext-numpy2 0.10.4 now and then stops with "Encountered NaN." (see train())
-        try:
-            cell = run_cell(paths, 10, [0, 1], lrs=(0.05, 0.2), quant_grid=((True, 300), (False, 1_000)),
-                            fixed=fixed, log=lambda _: None)
+        try:  # each attempt in a fresh process, as the bench runs each cell: a NaN can poison the process's library
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                cell = pool.submit(run_cell, paths, 10, [0, 1], lrs=(0.05, 0.2),
+                                   quant_grid=((True, 300), (False, 1_000)), fixed=fixed, log=_quiet).result(300)
             break
         except RuntimeError as e:
             if "NaN" not in str(e) or attempt == 2:
