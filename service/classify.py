@@ -19,7 +19,16 @@ from pydantic import BaseModel, ValidationError
 
 from service.batching import MicroBatcher
 from service.config import Settings
-from service.domain import BadInput, Classification, DomainError, Overloaded, Timing, TooLarge, Unsupported
+from service.domain import (
+    BadInput,
+    Classification,
+    DomainError,
+    Overloaded,
+    Timing,
+    TooLarge,
+    Unsupported,
+    too_many_texts,
+)
 from service.metrics import Metrics
 from service.offload import Offloader, QueueFull, Watch
 from service.registry import LoadedModel, ModelRegistry
@@ -61,7 +70,7 @@ class Classifier:
         """The per-request limits, before any work: TooLarge naming the limit."""
         limit = self.settings.max_texts
         if len(texts) > limit:
-            raise TooLarge(f"{len(texts)} texts; the limit is max_texts={limit}", code="too_many_texts")
+            raise too_many_texts(len(texts), limit)
         too_long = [i for i, t in enumerate(texts) if len(t) > self.settings.max_chars]
         if too_long:
             raise TooLarge(f"text(s) at index {too_long[:10]} over max_chars={self.settings.max_chars}",

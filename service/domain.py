@@ -105,6 +105,12 @@ def validation_message(count: int) -> str:
     return f"request does not match the schema ({count} error{'s' if count != 1 else ''}{shown})"
 
 
+def too_many_texts(count: int, limit: int, at_least: bool = False) -> TooLarge:
+    """Over max_texts: the one message, whichever transport counted the texts."""
+    return TooLarge(f"{'at least ' if at_least else ''}{count} texts; the limit is max_texts={limit}",
+                    code="too_many_texts")
+
+
 @dataclass(frozen=True, eq=False)
 class Timing:
     """Seconds spent on one request's stages (Server-Timing, metrics)."""

@@ -39,8 +39,11 @@ def http_status(error: domain.DomainError) -> int:
     return next(HTTP_STATUS[k] for k in type(error).__mro__ if k in HTTP_STATUS)
 
 
-def retry_headers(error: domain.DomainError, retry_after_s: int) -> dict[str, str]:
-    return {"retry-after": str(retry_after_s)} if isinstance(error, domain.Overloaded) else {}
+def retry_headers(error: domain.DomainError, classifier) -> dict[str, str]:
+    """Retry-After for an Overloaded error: the classifier's retry_after_s (1 s while it is not built yet)."""
+    if not isinstance(error, domain.Overloaded):
+        return {}
+    return {"retry-after": str(classifier.settings.retry_after_s if classifier is not None else 1)}
 
 
 def body_too_large(limit: int) -> domain.TooLarge:
@@ -69,9 +72,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(domain.DomainError)
     async def _domain_error(request: Request, exc: domain.DomainError) -> Response:
-        classifier = getattr(request.app.state, "classifier", None)
-        retry = classifier.settings.retry_after_s if classifier is not None else 1
-        return error_response(http_status(exc), exc.code, exc.message, exc.details, retry_headers(exc, retry) or None)
+        headers = retry_headers(exc, getattr(request.app.state, "classifier", None))
+        return error_response(http_status(exc), exc.code, exc.message, exc.details, headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -27,6 +27,7 @@ from service.domain import (
     TooLarge,
     UnknownModel,
     Unsupported,
+    too_many_texts,
 )
 from service.proto import open_inference_grpc_pb2 as pb
 from service.schemas import V2InferRequest
@@ -65,7 +66,7 @@ def _texts(tensor, raw: bytes | None, max_texts: int) -> list[str]:
     if raw is not None:
         return v2_codec.decode_bytes_tensor(raw, max_texts)
     if len(tensor.contents.bytes_contents) > max_texts:
-        raise v2_codec.too_many_texts(len(tensor.contents.bytes_contents), max_texts)
+        raise too_many_texts(len(tensor.contents.bytes_contents), max_texts)
     try:
         return [b.decode("utf-8") for b in tensor.contents.bytes_contents]
     except UnicodeDecodeError as e:

@@ -13,7 +13,7 @@ import struct
 import numpy as np
 import orjson
 
-from service.domain import BadInput, Classification, Malformed, TooLarge
+from service.domain import BadInput, Classification, Malformed, too_many_texts
 
 HEADER = "inference-header-content-length"
 _LEN = struct.Struct("<I")
@@ -31,11 +31,6 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
         raise bad_request(f"{HEADER} {header_length[:20]!r} is not a length within the {len(body)}-byte body")
     n = int(header_length)
     return body[:n], body[n:]
-
-
-def too_many_texts(count: int, limit: int, at_least: bool = False) -> TooLarge:
-    return TooLarge(f"{'at least ' if at_least else ''}{count} texts; the limit is max_texts={limit}",
-                    code="too_many_texts")
 
 
 def decode_bytes_tensor(raw: bytes, max_items: int) -> list[str]:

@@ -76,7 +76,7 @@ class ClassifyEndpoint:
         except DomainError as e:
             status, label = http_status(e), getattr(e, "model", "-")
             reply = error_body(e.code, e.message, e.details)
-            headers = retry_headers(e, classifier.settings.retry_after_s if classifier else 1)
+            headers = retry_headers(e, classifier)
         except ClientGone:
             if classifier is not None:
                 classifier.metrics.client_aborted("classify")

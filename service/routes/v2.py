@@ -54,12 +54,6 @@ def v2_error(status: int, code: str, message: str, headers: dict[str, str] | Non
     return Response(orjson.dumps({"error": message, "code": code}), status_code=status, media_type=JSON,
                     headers=headers or None)
 
-
-def _retry_after(request: Request) -> int:
-    classifier = getattr(request.app.state, "classifier", None)
-    return classifier.settings.retry_after_s if classifier is not None else 1
-
-
 def _message(details: list[dict]) -> str:
     parts = [f"{'.'.join(str(p) for p in d['loc'] if p != 'body')}: {d['msg']}" for d in details[:5]]
     return "request does not match the schema: " + "; ".join(parts)
@@ -78,7 +72,8 @@ class V2Route(APIRoute):
                 return v2_error(e.status, e.error, e.message)
             except DomainError as e:
                 message = _message(e.details) if e.details else e.message
-                return v2_error(http_status(e), e.code, message, retry_headers(e, _retry_after(request)))
+                headers = retry_headers(e, getattr(request.app.state, "classifier", None))
+                return v2_error(http_status(e), e.code, message, headers)
             except RequestValidationError as e:
                 return v2_error(422, "invalid_request", _message(validation_details(list(e.errors()))))
 
