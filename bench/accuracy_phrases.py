@@ -35,8 +35,9 @@ from typing import Any
 
 import torch
 
+from bench import accuracy_phrases_augment as augment
 from training.checkpoint import write_json
-from training.methods import METHODS, PHRASE_SCHEDULES, PHRASE_TEACHER_GRID, evaluate, schedule_tag
+from training.methods import METHODS, PHRASE_SCHEDULES, PHRASE_TEACHER_GRID, evaluate, factorized, schedule_tag
 from training.sweep import SweepConfig
 from training.train import FitConfig, accuracy
 from training.workbench import DataConfig, Workbench
@@ -168,7 +169,7 @@ class Runner:
             result = evaluate(bench, method, P if method.uses_reduction else None)
             result["dev_by_epoch"] = [list(e) for e in epochs]
             if method.retrains and method.low_rank:  # what the factors score before re-training (dev only)
-                result["noretrain_dev_acc"] = accuracy(bench.factorized_full(method, P), self.task.dev)
+                result["noretrain_dev_acc"] = accuracy(factorized(bench, method, P), self.task.dev)
             write_json(cell_path(seed, name, self.prefix), result)
             self.log(f"  -> dev {result['dev_acc']:.4f} test {result['test_acc']:.4f} ({result['seconds']} s)")
 
@@ -354,7 +355,7 @@ def report() -> None:
     lines += ["Reproduce (resumable; one torch thread, nice 19):", "", "```bash",
               "nice -n 19 .venv/bin/python -m bench.accuracy_phrases run --stages base sched teacher seeds",
               "nice -n 19 .venv/bin/python -m bench.accuracy_phrases_augment label",
-              "nice -n 19 .venv/bin/python -m bench.accuracy_phrases_augment run --seeds 0 1 2",
+              "nice -n 19 .venv/bin/python -m bench.accuracy_phrases augmented --seeds 0 1 2",
               "nice -n 19 .venv/bin/python -m bench.accuracy_phrases run --stages cnn today",
               ".venv/bin/python -m bench.accuracy_phrases report", "```", "",
               "The same DAN cells through the sweep: "
@@ -464,11 +465,11 @@ def report() -> None:
 
 def augmented_section(data: list[dict[str, Any]], augmented: list[dict[str, Any]]) -> list[str]:
     """The same methods on the phrases + the teacher-labelled augmented texts, against the phrases alone."""
-    from bench.accuracy_phrases_augment import AUG_PER_SENTENCE, NAME, P_MASK, P_NGRAM, teacher_dir
     from training.teacher import cache_meta
 
+    AUG_PER_SENTENCE, NAME, P_MASK, P_NGRAM = augment.AUG_PER_SENTENCE, augment.NAME, augment.P_MASK, augment.P_NGRAM
     try:
-        meta = cache_meta(NAME, teacher_dir())
+        meta = cache_meta(NAME, augment.teacher_dir())
     except (OSError, KeyError, ValueError):
         meta = {}
     lines = ["## Teacher-labelled augmented text (Tang et al. 2019, without POS-guided swaps)", "",
@@ -563,12 +564,19 @@ NOTES = [
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["run", "report"])
+    ap.add_argument("command", choices=["run", "augmented", "report"],
+                    help="augmented: the cells on the teacher-labelled augmented set (after "
+                    "`python -m bench.accuracy_phrases_augment label`)")
     ap.add_argument("--stages", nargs="*", choices=STAGES, default=list(STAGES), help="run: stages, in order")
-    ap.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS), help="run: seeds of the `seeds` stage")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None,
+                    help=f"run: seeds of the `seeds` stage (default {list(SEEDS)}); augmented: seeds (default [0])")
+    ap.add_argument("--methods", nargs="*", default=None, help="augmented: methods (default: the dev-chosen teacher "
+                    "recipe's full and lowrank models, and their int8 copies)")
     args = ap.parse_args(argv)
     if args.command == "run":
-        run(args.stages, tuple(args.seeds))
+        run(args.stages, tuple(args.seeds or SEEDS))
+    elif args.command == "augmented":
+        run_augmented(augment.aug_folder(), augment.teacher_dir(), tuple(args.seeds or [0]), args.methods)
     report()
 
 

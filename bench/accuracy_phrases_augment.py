@@ -3,7 +3,7 @@ perturbed by masking and n-gram sampling (no POS-guided swaps), labelled by the 
 the 67,398 phrases; then the DAN cells of bench/accuracy_phrases.py's dev-chosen teacher recipe on that set.
 
     nice -n 19 .venv/bin/python -m bench.accuracy_phrases_augment label   # write the augmented set (once)
-    nice -n 19 .venv/bin/python -m bench.accuracy_phrases_augment run     # its cells (resumable), then the report
+    nice -n 19 .venv/bin/python -m bench.accuracy_phrases augmented   # its cells (resumable), then the report
 
 The augmented dataset lives outside the repository (`<cache>/augment/sst2-phrases-aug/`: train.tsv = the phrases
 followed by the new texts with the teacher's argmax as label; dev/test link to sst2-phrases'; the teacher's logits
@@ -122,19 +122,11 @@ def label(log=print) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bench import accuracy_phrases as ap
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["label", "run"])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0], help="run: seeds")
-    parser.add_argument("--methods", nargs="*", default=None, help="run: methods (default: the dev-chosen teacher "
-                        "recipe's full and lowrank models, and their int8 copies)")
-    args = parser.parse_args(argv)
-    if args.command == "label":
-        label()
-        return
-    ap.run_augmented(aug_folder(), teacher_dir(), tuple(args.seeds), args.methods)
-    ap.report()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " (its cells: `python -m "
+                                     "bench.accuracy_phrases augmented`)")
+    parser.add_argument("command", choices=["label"])
+    parser.parse_args(argv)
+    label()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from slimtext.runtime import OnnxClassifier
 from slimtext.safefs import DEFAULT_LIMITS
 from training.checkpoint import load_model, save_model
 from training.lowrank import rank_for_reduction
-from training.methods import METHODS
+from training.methods import METHODS, apply_method
 from training.onnx_export import (
     INT8_WEIGHTS,
     check_lowrank_initializers,
@@ -84,7 +84,8 @@ def run_seed(task: Task, rows: OpenRows, root: Path, seed: int, reduction: float
     started = time.time()
     bench = Workbench(task, "dan", seed, work / f"seed{seed}", log=lambda _: None)
     full = bench.full()
-    low = bench.online(METHODS["online"], reduction)
+    online = METHODS["online"]
+    low = apply_method(online, bench, reduction).model
     labels = {lab: i for i, lab in enumerate(task.labels)}
     texts = load_splits(root / task.name)
     open_enc = {s: encode(rows.tok, texts[s].texts, texts[s].labels, labels) for s in texts}
@@ -92,7 +93,7 @@ def run_seed(task: Task, rows: OpenRows, root: Path, seed: int, reduction: float
     k_open = rank_for_reduction(rows.size, full.embedding.dim, reduction)
     open_full = open_full_model(full, rows)
     open_low = open_lowrank_model(full, rows, k_open)
-    cfg = bench.retrain_cfg_for(METHODS["online"])
+    cfg = online.retraining(bench.retrain_cfg)
     cached = work / f"seed{seed}" / f"open-lowrank-k{k_open}-v{rows.size}.pt"
     if cached.exists():
         open_low, _ = load_model(cached)

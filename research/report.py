@@ -26,10 +26,10 @@ from research.tables import (
     simple_table,
 )
 from training.architectures import ARCHITECTURES
+from training.methods import in_group
 from training.sizes import Shape, flops, fp32_bytes, quantized_bytes, total_params
 
-SCHEDULES = ["sched-calr", "sched-adam", "sched-sgd-slow", "sched-sgd", "sched-sgd-fast", "sched-cosine",
-             "sched-onecycle", "sched-clr"]
+SCHEDULES = in_group("schedules")  # the re-training schedules compared (training/variants/), in column order
 
 
 def gap_table(agg: dict[Key, Stats]) -> tuple[list[str], list[str]]:

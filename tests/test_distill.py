@@ -129,12 +129,12 @@ def test_alpha_zero_trains_bit_for_bit_like_plain_cross_entropy(tiny, tmp_path):
     _fake_cache(tiny, tmp_path / "cache")
     bench = _bench(tiny, tmp_path, tmp_path / "cache")
     plain = bench.full()
-    zero = bench.full(Method(name="kd0", kind="full", train={"distill_alpha": 0.0, "distill_from": "teacher"}))
+    zero = bench.full(bench.train_cfg.model_copy(update={"distill_alpha": 0.0, "distill_from": "teacher"}))
     assert plain is not zero
     for (name, a), (_, b) in zip(plain.state_dict().items(), zero.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     # the teacher is really used when alpha > 0, in the first training and in the re-training
-    kd = bench.full(METHODS["teacher-full-a0.9-t2"])
+    kd = bench.full(METHODS["teacher-full-a0.9-t2"].first_training(bench.train_cfg))
     assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), kd.state_dict().values(),
                                                       strict=True))
     r = evaluate(bench, METHODS["teacher-online-nowd-a0.9-t2"], 0.5)

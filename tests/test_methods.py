@@ -1,12 +1,14 @@
 """Compression methods: quantization arithmetic, rank choice, and each method on a small real task."""
 
+import json
+
 import pytest
 import torch
 from pydantic import ValidationError
 
 from slimtext.data import datasets_root
 from training.lowrank import factorize, rank_for_energy, reduction_of_rank
-from training.methods import METHODS, Method, apply_method, evaluate
+from training.methods import METHODS, Method, apply_method, evaluate, factorized
 from training.model import DAN, FullEmbedding, LowRankEmbedding
 from training.quantize import fake_quantize_, model_bytes, quantize_rows
 from training.sizes import Shape, quantized_bytes
@@ -157,15 +159,15 @@ def test_one_svd_per_model_and_rank_and_each_copy_is_its_own(task, tmp_path, mon
     real = wb.factorize
     monkeypatch.setattr(wb, "factorize", lambda *a, **k: calls.append(1) or real(*a, **k))
     b = bench(task, tmp_path)
-    first = b.factorized_full(METHODS["online"], 0.9)
+    first = factorized(b, METHODS["online"], 0.9)
     with torch.no_grad():
         first.embedding.a.weight.add_(1.0)
         first.embedding.b.add_(1.0)
-    second = b.factorized_full(METHODS["online"], 0.9)
+    second = factorized(b, METHODS["online"], 0.9)
     assert len(calls) == 1
     assert not torch.equal(first.embedding.a.weight, second.embedding.a.weight)
     assert not torch.equal(first.embedding.b, second.embedding.b)
-    b.factorized_full(METHODS["online"], 0.5)
+    factorized(b, METHODS["online"], 0.5)
     assert len(calls) == 2
 
 
@@ -176,3 +178,46 @@ def test_what_a_method_is_served_as_is_said_by_the_method():
     assert served == {"online", "online-nowd", "online-nowd-pure"}
     assert RunConfig(method="online-nowd-pure").suffix == "lowrank"
     assert RunConfig(method="online-nowd-pure+int8").suffix == "online-nowd-pure-int8"
+
+
+def test_variants_are_data_one_entry_each(tmp_path, monkeypatch):
+    """A named method is one line in training/variants/*.json: a new file there is read in file-name order, its
+    groups feed the reports; a bad or repeated entry fails naming its file."""
+    import training.methods as tm
+
+    monkeypatch.setattr(tm, "METHODS", dict(tm.METHODS))
+    (tmp_path / "90-mine.json").write_text(json.dumps({"about": "a test", "methods": [
+        {"name": "online-mine", "kind": "online", "retrain": {"epochs": 2}, "groups": ["recipes"]}]}))
+    tm.load_variants(tmp_path)
+    assert tm.METHODS["online-mine"].retrain == {"epochs": 2} and tm.in_group("recipes")[-1] == "online-mine"
+    (tmp_path / "91-again.json").write_text(json.dumps({"methods": [{"name": "online-mine", "kind": "online"}]}))
+    with pytest.raises(ValueError, match="90-mine.json: method 'online-mine' is registered twice"):
+        tm.load_variants(tmp_path)
+    (tmp_path / "91-again.json").write_text(json.dumps({"methods": [{"name": "x", "kind": "onlin"}]}))
+    (tmp_path / "90-mine.json").unlink()
+    with pytest.raises(ValueError, match="91-again.json: .*unknown kind 'onlin'"):
+        tm.load_variants(tmp_path)
+
+
+def test_each_int8_copy_has_its_base_settings():
+    """The `<name>+int8` entries repeat their base's settings (the data has no generator to keep them in step)."""
+    copies = [m for m in METHODS.values() if m.name.endswith("+int8") and m.name[:-5] in METHODS]
+    assert len(copies) >= 40
+    for m in copies:
+        base = METHODS[m.name[:-5]]
+        assert (m.bits, m.train, m.retrain, m.word_dropout) == (8, base.train, base.retrain, base.word_dropout), m.name
+        assert m.kind == {"online": "online_quant", "full": "quant"}[base.kind], m.name
+
+
+def test_the_workbench_takes_plain_inputs():
+    """training/workbench.py knows no compression method: fit configs, a rank and a word dropout go in."""
+    import ast
+    import inspect
+
+    import training.workbench as wb
+
+    tree = ast.parse(inspect.getsource(wb))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "training.methods" not in imported and "Method" not in inspect.getsource(wb)
+    assert list(inspect.signature(wb.Workbench.online).parameters) == ["self", "rank", "retrain", "word_dropout",
+                                                                       "train"]

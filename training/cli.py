@@ -81,17 +81,16 @@ def _version() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     from training.architectures import ARCHITECTURES
-    from training.methods import METHODS
+    from training.methods import METHODS, in_group
 
     models, methods = sorted(ARCHITECTURES), list(METHODS)
     p = _Parser(prog="slimtext", description=__doc__, formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    main_methods = [m for m in ("full", "online", "online-nowd", "noretrain", "offline", "int8", "int4", "online+int8",
-                                "online-nowd+int8") if m in methods]
+    main_methods = in_group("main")
     method_help = (f"compression method: {', '.join(main_methods)}, or one of the {len(methods) - len(main_methods)} "
-                   "recipe, rank, quantization and schedule variants in training/methods.py (a wrong name lists all)")
+                   "recipe, rank, quantization and schedule variants in training/variants/ (a wrong name lists all)")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, formatter_class=_Help)

@@ -7,7 +7,10 @@ A `MethodKind` is the code (an `apply(bench, method, reduction) -> Outcome` func
 callers ask instead of comparing names: `low_rank` (factorizes the embedding; the rank comes from
 the target reduction p or from the share of singular-value energy kept), `retrains` (re-trains after
 compressing, so `retrain` settings apply), `quantizes` (stores b-bit weights; needs `bits`).
-A `Method` is a named setting of a kind (bits, scope, energy, re-training overrides). Kinds:
+A `Method` is a named setting of a kind (bits, scope, energy, first-training and re-training overrides,
+what it is served as, the report groups it belongs to). The named methods are data: training/variants/*.json,
+read in file-name order (the order breaks dev ties in reports), one entry per method; adding a variant is one
+line there. Kinds (code):
 
 - full          the trained model, uncompressed;
 - online        SVD of the *trained* embedding, then re-train the whole network (the paper);
@@ -22,6 +25,9 @@ A method's `train` overrides the first training (its full model is then cached u
 `teacher-*` variants distill from the fine-tuned MiniLM teacher's cached logits there and/or in the
 re-training (`distill_from="teacher"`; training/distill.py, docs/distill-pilot.md).
 
+The workbench takes plain inputs (fit configs, a rank, a word dropout); a method turns itself and a target
+reduction into them (`Method.first_training`, `Method.retraining`, `Method.rank_for`).
+
 Every method returns an `Outcome`: the model to evaluate (weights dequantized where quantized) and
 the bytes each quantized parameter is stored in. Adding one: docs/extending.md.
 """
@@ -29,19 +35,24 @@ the bytes each quantized parameter is stored in. Adding one: docs/extending.md.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from training.lowrank import factorize, reduction_of_rank
+from training.lowrank import factorize, rank_for_energy, rank_for_reduction, reduction_of_rank
 from training.model import LowRankEmbedding
 from training.quantize import fake_quantize_, model_bytes
 from training.train import FitConfig, accuracy, fit, seed_everything
-from training.workbench import Workbench, rank_key_of
+from training.workbench import Workbench
+
+VARIANTS = Path(__file__).resolve().parent / "variants"
 
 
 @dataclass
@@ -92,6 +103,9 @@ class Method(BaseModel):
     word_dropout: float | None = Field(default=None, ge=0, lt=1, description="DAN word dropout while re-training")
     served_as: Literal["lowrank"] | None = Field(default=None, description="the artifact name `run` exports it "
                                                  "under (<prefix>-lowrank); None: <prefix>-<method name>")
+    groups: tuple[str, ...] = Field(default=(), description="report groups (`in_group`): main (the CLI's short "
+                                    "list), recipes, family-<model>, schedules, teacher-grid, phrase-*")
+    note: str = Field(default="", description="why the variant exists, or what it showed")
 
     @model_validator(mode="after")
     def _check(self) -> Method:
@@ -141,10 +155,26 @@ class Method(BaseModel):
         return self.low_rank and self.energy is None
 
     def check_reduction(self, reduction: float | None) -> None:
-        """The one check that a method gets the target reduction p it needs (config validation and
-        `apply_method` both call it)."""
+        """The one check that a method gets the target reduction p it needs (config validation,
+        `apply_method` and `rank_for` call it)."""
         if self.uses_reduction and reduction is None:
             raise ValueError(f"method {self.name} needs a target reduction (--reduction)")
+
+    def first_training(self, base: FitConfig) -> FitConfig:
+        """The first training's config: `base` with this method's `train` overrides."""
+        return base.model_copy(update=self.train) if self.train else base
+
+    def retraining(self, base: FitConfig) -> FitConfig:
+        """The re-training's config: `base` with this method's `retrain` overrides."""
+        return base.model_copy(update=self.retrain) if self.retrain else base
+
+    def rank_for(self, embedding: torch.Tensor, reduction: float | None) -> int:
+        """The factor rank k for a |V| x d embedding: from the energy kept, or from the target reduction p."""
+        v, d = embedding.shape
+        if self.energy is not None:
+            return rank_for_energy(torch.linalg.svdvals(embedding.detach().double()), self.energy)
+        self.check_reduction(reduction)
+        return rank_for_reduction(v, d, reduction)
 
     @property
     def quantization(self) -> str | None:
@@ -155,8 +185,28 @@ class Method(BaseModel):
 
 
 def register_method(method: Method) -> Method:
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
     METHODS[method.name] = method
     return method
+
+
+def load_variants(folder: Path = VARIANTS) -> None:
+    """Register the named methods of every `*.json` in `folder`, in file-name order, then entry order."""
+    for path in sorted(folder.glob("*.json")):
+        for entry in json.loads(path.read_text())["methods"]:
+            try:
+                register_method(Method(**entry))
+            except ValidationError as e:
+                what = "; ".join(f"{'.'.join(map(str, x['loc'])) or entry.get('name')}: {x['msg']}" for x in e.errors())
+                raise ValueError(f"{path.name}: {what}") from None
+            except ValueError as e:
+                raise ValueError(f"{path.name}: {e}") from None
+
+
+def in_group(group: str) -> list[str]:
+    """The names of the methods in a report group, in registration order."""
+    return [m.name for m in METHODS.values() if group in m.groups]
 
 
 def get_method(name: str) -> Method:
@@ -167,38 +217,60 @@ def get_method(name: str) -> Method:
 
 # --- the kinds: (bench, method, reduction) -> Outcome ----------------------------------------------
 
+def _first(bench: Workbench, method: Method) -> FitConfig:
+    return method.first_training(bench.train_cfg)
+
+
+def _rank(bench: Workbench, method: Method, reduction: float | None) -> int:
+    return method.rank_for(bench.full(_first(bench, method)).embedding.table.weight, reduction)
+
+
+def factorized(bench: Workbench, method: Method, reduction: float | None) -> nn.Module:
+    """The method's full model with the rank-k factors in place of its embedding, not re-trained (`noretrain`,
+    and the no-retrain score `run` records for a low-rank method)."""
+    return bench.factorized(_rank(bench, method, reduction), _first(bench, method))
+
+
+def _online_model(bench: Workbench, method: Method, reduction: float | None) -> nn.Module:
+    return bench.online(_rank(bench, method, reduction), method.retraining(bench.retrain_cfg),
+                        word_dropout=method.word_dropout, train=_first(bench, method))
+
+
 def _full(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    return Outcome(bench.full(method))
+    return Outcome(bench.full(_first(bench, method)))
 
 
 def _online(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    return Outcome(bench.online(method, reduction), info={"retrain": bench.retrain_cfg_for(method).model_dump()})
+    return Outcome(_online_model(bench, method, reduction),
+                   info={"retrain": method.retraining(bench.retrain_cfg).model_dump()})
 
 
 def _noretrain(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    return Outcome(bench.factorized_full(method, reduction))
+    return Outcome(factorized(bench, method, reduction))
 
 
 def _offline(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
+    e = bench.task.initial_embedding(bench.seed)  # the pretrained rows, before any training
+    rank = method.rank_for(e, reduction)
+
     def make():
-        e = bench.task.initial_embedding(bench.seed)  # the pretrained rows, before any training
-        a, b, _ = factorize(e, bench.rank_for(e, method, reduction))
+        a, b, _ = factorize(e, rank)
         embedding = LowRankEmbedding(a, b)
         embedding.requires_grad_(False)  # frozen: the offline baseline trains the network around fixed factors
         seed_everything(bench.seed)
         model = bench.build(embedding)
         model, history = fit(model, bench.task.train, bench.task.dev, bench.train_cfg, bench.seed, log=bench.log)
         return model, {"history": history}
-    return Outcome(bench.cached(f"offline-{rank_key_of(method, reduction)}", make))
+    return Outcome(bench.cached(f"offline-r{rank}", make))
 
 
 def _quant(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    model = copy.deepcopy(bench.full(method))
+    model = copy.deepcopy(bench.full(_first(bench, method)))
     return Outcome(model, quantized=fake_quantize_(model, method.bits, method.scope))
 
 
 def _online_quant(bench: Workbench, method: Method, reduction: float | None) -> Outcome:
-    model = copy.deepcopy(bench.online(method, reduction))
+    model = copy.deepcopy(_online_model(bench, method, reduction))
     return Outcome(model, quantized=fake_quantize_(model, method.bits, method.scope))
 
 
@@ -208,146 +280,28 @@ register_kind(MethodKind("noretrain", _noretrain, low_rank=True))
 register_kind(MethodKind("offline", _offline, low_rank=True))
 register_kind(MethodKind("quant", _quant, quantizes=True))
 register_kind(MethodKind("online_quant", _online_quant, low_rank=True, retrains=True, quantizes=True))
-
-_NO_KD = {"distill_alpha": 0.0}
-_RECIPE_VARIANTS = [  # the d = 50 pilots of the re-training recipe (online's CALR + distillation, one knob changed)
-    Method(name="online-plain", kind="online", retrain=_NO_KD),  # without distillation
-    Method(name="online-long", kind="online", retrain={"epochs": 30}),  # twice the re-training
-    Method(name="online-hot", kind="online", retrain={"lr_high": 1e-2}),  # a higher CALR peak
-    Method(name="online-mild", kind="online", retrain={"distill_alpha": 0.5, "distill_temperature": 2.0}),
-    Method(name="online-pure", kind="online", retrain={"distill_alpha": 1.0}),  # teacher's soft targets only
-]
-# the d = 300 DAN recipe (no word dropout) crossed with the other re-training knobs (chosen per dataset on dev)
-_NOWD_VARIANTS = [
-    Method(name="online-nowd-long", kind="online", word_dropout=0.0, retrain={"epochs": 30}),
-    Method(name="online-nowd-pure", kind="online", word_dropout=0.0, retrain={"distill_alpha": 1.0},
-           served_as="lowrank"),
-    Method(name="online-nowd-plain", kind="online", word_dropout=0.0, retrain=_NO_KD),
-]
+load_variants()
 
 
-def teacher_methods(alpha: float, temperature: float, tag: str = "") -> list[Method]:
-    """Distillation from the cached MiniLM teacher (training/teacher_cache, training.distill) at one (alpha, T),
-    with the d = 300 DAN re-training recipe (no word dropout): `teacher-full` (the first training learns from
-    the teacher), `teacher-online-nowd` (the first training and the CALR re-training both learn from it),
-    `teacher-retrain-online-nowd` (only the re-training does; it starts from the plain full model) and
-    `teacher-first-online-nowd-pure` (`online-nowd-pure`, distilling from the full DAN, on `teacher-full`)."""
-    kd = {"distill_alpha": alpha, "distill_temperature": temperature, "distill_from": "teacher"}
-    return [Method(name=f"teacher-full{tag}", kind="full", train=kd),
-            Method(name=f"teacher-online-nowd{tag}", kind="online", word_dropout=0.0, train=kd, retrain=kd),
-            Method(name=f"teacher-retrain-online-nowd{tag}", kind="online", word_dropout=0.0, retrain=kd),
-            Method(name=f"teacher-first-online-nowd-pure{tag}", kind="online", word_dropout=0.0, train=kd,
-                   retrain={"distill_alpha": 1.0})]
-
-
-# the pilot's grid (docs/distill-pilot.md; tags -a<alpha>-t<T>) and, untagged, the setting it chose
-TEACHER_GRID = [(alpha, t) for t in (1.0, 2.0, 4.0) for alpha in (0.5, 0.9)]
-TEACHER_DEFAULT = (0.5, 2.0)  # chosen on TREC dev, seed 0 (docs/distill-pilot.md)
-_TEACHER_VARIANTS = [*teacher_methods(*TEACHER_DEFAULT),
-                     *[m for a, t in TEACHER_GRID for m in teacher_methods(a, t, f"-a{a:g}-t{t:g}")]]
-
-
-# Re-training schedules for a 10x larger training set (phrase-level SST-2, 67k examples; issue 23): a few epochs
-# of CALR (each epoch is ~1,050 steps instead of ~110), lower peaks, lr_low and cycles per epoch as knobs.
-# (epochs, lr_high, lr_low, calr_cycles); tag -r<epochs>-h<lr_high>[-l<lr_low>][-c<cycles>]
-PHRASE_SCHEDULES = [(3, 3e-3, 1e-4, 1), (3, 1e-3, 1e-4, 1), (3, 1e-3, 1e-5, 1), (3, 1e-3, 1e-4, 4),
-                    (5, 1e-3, 1e-4, 1), (3, 3e-4, 1e-5, 1),
-                    (3, 1e-4, 1e-5, 1), (3, 3e-4, 1e-5, 4),  # added after the first six's results
-                    (3, 3e-5, 3e-6, 1)]  # added after those: lower peaks kept winning on dev
-# (alpha, T) of the teacher tried on sst2-phrases (the sentence-level pilot chose 0.5, 2)
-PHRASE_TEACHER_GRID = [(0.5, 2.0), (0.9, 2.0), (1.0, 2.0)]
-
+# --- the grids the benches step through, read back from the variants' settings ----------------------------------
 
 def schedule_tag(epochs: int, lr_high: float, lr_low: float = 1e-4, cycles: int = 1) -> str:
+    """The name suffix of a short CALR schedule: -r<epochs>-h<lr_high>[-l<lr_low>][-c<cycles per epoch>]."""
     return (f"-r{epochs}-h{lr_high:g}" + (f"-l{lr_low:g}" if lr_low != 1e-4 else "")
             + (f"-c{cycles}" if cycles != 1 else ""))
 
 
-def phrase_methods(epochs: int, lr_high: float, lr_low: float = 1e-4, cycles: int = 1,
-                   teacher: list[tuple[float, float]] = PHRASE_TEACHER_GRID) -> list[Method]:  # noqa: B006
-    """The d = 300 DAN re-training recipes (no word dropout) with a short CALR schedule: `online-nowd-pure<s>`
-    (soft targets of the full DAN only), `online-nowd-plain<s>` (labels only), and per teacher (alpha, T):
-    `teacher-online-nowd<s>-a-t` (first training and re-training learn from the teacher),
-    `teacher-retrain-online-nowd<s>-a-t` (the re-training only) and `teacher-first-online-nowd-pure<s>-a-t`
-    (the teacher-trained full DAN, re-trained on its own soft targets)."""
-    sched = {"epochs": epochs, "lr_high": lr_high, "lr_low": lr_low, "calr_cycles": cycles}
-    s = schedule_tag(epochs, lr_high, lr_low, cycles)
-    out = [Method(name=f"online-nowd-pure{s}", kind="online", word_dropout=0.0,
-                  retrain={**sched, "distill_alpha": 1.0}),
-           Method(name=f"online-nowd-plain{s}", kind="online", word_dropout=0.0, retrain={**sched, **_NO_KD})]
-    for alpha, t in teacher:
-        kd = {"distill_alpha": alpha, "distill_temperature": t, "distill_from": "teacher"}
-        tag = f"-a{alpha:g}-t{t:g}"
-        out += [Method(name=f"teacher-online-nowd{s}{tag}", kind="online", word_dropout=0.0, train=kd,
-                       retrain={**sched, **kd}),
-                Method(name=f"teacher-retrain-online-nowd{s}{tag}", kind="online", word_dropout=0.0,
-                       retrain={**sched, **kd}),
-                Method(name=f"teacher-first-online-nowd-pure{s}{tag}", kind="online", word_dropout=0.0, train=kd,
-                       retrain={**sched, "distill_alpha": 1.0})]
-    return out
+def _teacher_setting(name: str) -> tuple[float, float]:
+    train = METHODS[name].train
+    return train["distill_alpha"], train["distill_temperature"]
 
 
-# the teacher's re-trainings ran at the schedules chosen on dev (the first six's best, then the eight's best)
-PHRASE_TEACHER_SCHEDULES = [(3, 3e-4, 1e-5, 1), (3, 1e-4, 1e-5, 1)]
-_PHRASE_VARIANTS = [m for sched in PHRASE_SCHEDULES for m in phrase_methods(
-    *sched, teacher=PHRASE_TEACHER_GRID if sched in PHRASE_TEACHER_SCHEDULES else [])]
-# the teacher-trained full models of that grid not already registered (alpha = 1: soft targets only)
-_PHRASE_TEACHER_FULL = [Method(name=f"teacher-full-a{a:g}-t{t:g}", kind="full",
-                               train={"distill_alpha": a, "distill_temperature": t, "distill_from": "teacher"})
-                        for a, t in PHRASE_TEACHER_GRID if (a, t) not in TEACHER_GRID]
-# their int8 copies (the embedding stored as int8 per row, as `int8` does to the plain full model)
-_PHRASE_TEACHER_INT8 = [Method(name=f"teacher-full-a{a:g}-t{t:g}+int8", kind="quant", bits=8,
-                               train={"distill_alpha": a, "distill_temperature": t, "distill_from": "teacher"})
-                        for a, t in PHRASE_TEACHER_GRID]
-# the CNN on the phrases (it has no word dropout): the DAN's dev-chosen short schedule for 2 epochs, soft targets of
-# the full CNN, or of the teacher (re-training only); a pilot, seed 0
-_CNN_PHRASE_SCHEDULE = {"epochs": 2, "lr_high": 1e-4, "lr_low": 1e-5}
-_PHRASE_CNN = [Method(name="online-pure-r2-h0.0001-l1e-05", kind="online",
-                      retrain={**_CNN_PHRASE_SCHEDULE, "distill_alpha": 1.0}),
-               Method(name="teacher-retrain-online-r2-h0.0001-l1e-05-a0.5-t2", kind="online",
-                      retrain={**_CNN_PHRASE_SCHEDULE, "distill_alpha": 0.5, "distill_temperature": 2.0,
-                               "distill_from": "teacher"})]
-# the CNN's re-training doubled (5 -> 10 epochs; `online-long`'s 30 epochs are six times the CNN's budget)
-_CNN_VARIANTS = [Method(name="online-10ep", kind="online", retrain={"epochs": 10})]
-for _m in [
-    Method(name="full", kind="full"),
-    # the model's default re-training recipe (CALR + distillation): the paper's online method, served as lowrank
-    Method(name="online", kind="online", served_as="lowrank"),
-    *_RECIPE_VARIANTS,
-    # no word dropout while re-training (the d = 300 DAN's recipe)
-    Method(name="online-nowd", kind="online", word_dropout=0.0, served_as="lowrank"),
-    *_NOWD_VARIANTS,
-    *_CNN_VARIANTS,
-    *_TEACHER_VARIANTS,
-    *_PHRASE_VARIANTS,
-    *_PHRASE_TEACHER_FULL,
-    *_PHRASE_TEACHER_INT8,
-    *_PHRASE_CNN,
-    # each variant's int8 copy, so a recipe chosen per dataset on dev has its online+int8 cell too
-    *[Method(name=f"{m.name}+int8", kind="online_quant", bits=8, word_dropout=m.word_dropout, retrain=m.retrain,
-             train=m.train)
-      for m in (*_RECIPE_VARIANTS, *_NOWD_VARIANTS, *_CNN_VARIANTS, *_TEACHER_VARIANTS[1:4], *_PHRASE_VARIANTS,
-                        *_PHRASE_CNN)],
-    Method(name="online-e60", kind="online", energy=0.6),
-    Method(name="online-e80", kind="online", energy=0.8),
-    Method(name="noretrain", kind="noretrain"),
-    Method(name="offline", kind="offline"),
-    *[Method(name=f"int{b}", kind="quant", bits=b) for b in (8, 4, 2)],
-    *[Method(name=f"int{b}-model", kind="quant", bits=b, scope="model") for b in (8, 4, 2)],
-    Method(name="online+int8", kind="online_quant", bits=8),
-    Method(name="online-nowd+int8", kind="online_quant", bits=8, word_dropout=0.0),  # d = 300's DAN recipe, int8
-    Method(name="online+int8-model", kind="online_quant", bits=8, scope="model"),
-    # re-training schedules, compared without distillation
-    Method(name="sched-calr", kind="online", retrain=_NO_KD),
-    Method(name="sched-adam", kind="online", retrain={**_NO_KD, "schedule": "adam", "lr": 1e-3}),
-    # SGD + momentum 0.9 at three constant rates (0.05 left the DAN at chance on sst2)
-    *[Method(name=name, kind="online", retrain={**_NO_KD, "schedule": "sgd", "lr": lr, "momentum": 0.9})
-      for name, lr in (("sched-sgd", 0.01), ("sched-sgd-fast", 0.05), ("sched-sgd-slow", 0.002))],
-    Method(name="sched-cosine", kind="online", retrain={**_NO_KD, "schedule": "cosine"}),
-    Method(name="sched-onecycle", kind="online", retrain={**_NO_KD, "schedule": "onecycle"}),
-    Method(name="sched-clr", kind="online", retrain={**_NO_KD, "schedule": "clr"}),
-]:
-    register_method(_m)
+# the distillation pilot's (alpha, T) grid (docs/distill-pilot.md) and the phrase-level SST-2 one
+TEACHER_GRID = [_teacher_setting(n) for n in in_group("teacher-grid")]
+PHRASE_TEACHER_GRID = [_teacher_setting(n) for n in in_group("phrase-teacher")]
+# the short re-training schedules tried on phrase-level SST-2: (epochs, lr_high, lr_low, cycles per epoch)
+PHRASE_SCHEDULES = [(r["epochs"], r["lr_high"], r.get("lr_low", 1e-4), r.get("calr_cycles", 1))
+                    for r in (METHODS[n].retrain for n in in_group("phrase-schedules"))]
 
 
 def apply_method(method: Method, bench: Workbench, reduction: float | None = None) -> Outcome:

@@ -36,7 +36,7 @@ from slimtext.tokenizer import Tokenizer
 from training.architectures import get_architecture
 from training.checkpoint import load_model, save_model, write_json
 from training.graph_tokenizer import write_triton_repo
-from training.methods import METHODS, Method, apply_method, evaluate, get_method, measure
+from training.methods import METHODS, Method, apply_method, evaluate, factorized, get_method, measure
 from training.onnx_export import (
     INT8_WEIGHTS,
     add_text_model,
@@ -119,7 +119,7 @@ def compress_run(cfg: CompressConfig, run_dir: str | Path, log=print) -> dict[st
     outcome = apply_method(method, bench, cfg.reduction)
     results = measure(bench, method, cfg.reduction, outcome, started)
     if method.retrains and method.low_rank:  # what the factors alone score, before re-training
-        results["no_retrain_dev_acc"] = accuracy(bench.factorized_full(method, cfg.reduction), task.dev)
+        results["no_retrain_dev_acc"] = accuracy(factorized(bench, method, cfg.reduction), task.dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_model(run_dir / "model.pt", outcome.model, len(task.labels), bench.model_kwargs, {"method": cfg.method})
     task.tok.save(run_dir / "vocab.json")

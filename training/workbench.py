@@ -2,10 +2,13 @@
 
     task = Task.load(folder)
     bench = Workbench(task, "dan", seed=0, cache_dir=run_dir)
-    bench.full(); bench.online(METHODS["online"], 0.9)
+    full = bench.full()                       # the first training (bench.train_cfg, or a FitConfig given)
+    low = bench.online(rank=29)               # SVD at rank 29, then re-trained with bench.retrain_cfg
 
-Trained models are cached under the workbench's cache folder, so cells that share a model (the full
-model, an online model and its quantized copy) train it once, and a resumed sweep trains it never.
+The workbench takes plain inputs (fit configs, a rank, a word dropout) and knows nothing of compression
+methods: training/methods.py turns a method and a target reduction into those. Trained models are cached
+under the workbench's cache folder, keyed by those inputs, so cells that share a model (the full model,
+an online model and its quantized copy) train it once, and a resumed sweep trains it never.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,13 +32,10 @@ from training.architectures import get_architecture
 from training.checkpoint import load_model, save_model
 from training.distill import teacher_targets
 from training.glove import init_embedding, load_glove
-from training.lowrank import factorize, rank_for_energy, rank_for_reduction
+from training.lowrank import factorize
 from training.model import FullEmbedding, LowRankEmbedding
 from training.spacy_vectors import load_spacy_vectors
 from training.train import Encoded, FitConfig, encode, fit, seed_everything
-
-if TYPE_CHECKING:
-    from training.methods import Method
 
 
 class DataConfig(BaseModel):
@@ -182,12 +182,14 @@ class Workbench:
     def _soft(self, cfg: FitConfig) -> torch.Tensor | None:
         return self.teacher_logits() if cfg.distill_alpha > 0 and cfg.distill_from == "teacher" else None
 
-    def train_cfg_for(self, method: Method | None) -> FitConfig:
-        return self.train_cfg.model_copy(update=method.train) if method is not None and method.train else self.train_cfg
+    def full_key(self, train: FitConfig | None = None) -> str:
+        """`full` for the workbench's own first training, `full-<digest of the config>` for another one."""
+        cfg = train or self.train_cfg
+        return "full" if cfg == self.train_cfg else f"full-{_digest(_cfg_json(cfg))}"
 
-    def full(self, method: Method | None = None) -> nn.Module:
-        """The trained full model: the plain one, or the one `method.train` (first-training overrides) gives."""
-        cfg = self.train_cfg_for(method)
+    def full(self, train: FitConfig | None = None) -> nn.Module:
+        """The full model trained with `train` (default: the workbench's first-training config)."""
+        cfg = train or self.train_cfg
 
         def make():
             seed_everything(self.seed)
@@ -195,47 +197,40 @@ class Workbench:
             model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, log=self.log,
                                  teacher_logits=self._soft(cfg))
             return model, {"history": history}
-        return self.cached(_full_key(cfg, method), make)
+        return self.cached(self.full_key(cfg), make)
 
-    def rank_for(self, embedding: torch.Tensor, method: Method, reduction: float | None) -> int:
-        v, d = embedding.shape
-        if method.energy is not None:
-            return rank_for_energy(torch.linalg.svdvals(embedding.detach().double()), method.energy)
-        method.check_reduction(reduction)
-        return rank_for_reduction(v, d, reduction)
-
-    def factorized_full(self, method: Method, reduction: float | None) -> nn.Module:
-        """The full model with its embedding replaced by the rank-k SVD factors: one SVD per full model and rank
-        (re-training and the no-retrain score share it); each call gets its own copy of the factors."""
-        full = self.full(method)
-        key = (_full_key(self.train_cfg_for(method), method), rank_key_of(method, reduction))
+    def factorized(self, rank: int, train: FitConfig | None = None) -> nn.Module:
+        """That full model with its embedding replaced by the rank-`rank` SVD factors A = U_k, B = S_k V_k^T:
+        one SVD per full model and rank (re-training and the no-retrain score share it); each call gets its own
+        copy of the factors."""
+        full = self.full(train)
+        key = (self.full_key(train), rank)
         if key not in self._factors:
-            e = full.embedding.table.weight
-            a, b, _ = factorize(e, self.rank_for(e, method, reduction))
+            a, b, _ = factorize(full.embedding.table.weight, rank)
             self._factors[key] = (a, b)
         a, b = self._factors[key]
         model = copy.deepcopy(full)
         model.embedding = LowRankEmbedding(a.clone(), b)  # B is copied by LowRankEmbedding
         return model
 
-    def retrain_cfg_for(self, method: Method) -> FitConfig:
-        return self.retrain_cfg.model_copy(update=method.retrain) if method.retrain else self.retrain_cfg
-
-    def online(self, method: Method, reduction: float | None) -> nn.Module:
-        cfg = self.retrain_cfg_for(method)
-        rank_key = rank_key_of(method, reduction)
-        wd = "" if method.word_dropout is None else f"-wd{method.word_dropout}"
-        full_key = _full_key(self.train_cfg_for(method), method)
-        source = "" if full_key == "full" else f"-{full_key}"  # online models of a first training of the method's own
-        key = f"online-{_digest(_cfg_json(cfg))}-{rank_key}{wd}{source}"
-        if method.word_dropout is not None and not hasattr(self.full(method), "word_dropout"):
-            raise ValueError(f"{method.name}: {self.arch} has no word dropout")
+    def online(self, rank: int, retrain: FitConfig | None = None, word_dropout: float | None = None,
+               train: FitConfig | None = None) -> nn.Module:
+        """The paper's online compression: factorize the full model trained with `train` at `rank`, then re-train
+        the whole network with `retrain` (default: the workbench's re-training config); `word_dropout` (the DAN's)
+        replaces the model's own while re-training."""
+        cfg = retrain or self.retrain_cfg
+        full_key = self.full_key(train)
+        if word_dropout is not None and not hasattr(self.full(train), "word_dropout"):
+            raise ValueError(f"{self.arch} has no word dropout")
+        wd = "" if word_dropout is None else f"-wd{word_dropout}"
+        source = "" if full_key == "full" else f"-{full_key}"  # online models of another first training
+        key = f"online-{_digest(_cfg_json(cfg))}-r{rank}{wd}{source}"
 
         def make():
-            model = self.factorized_full(method, reduction)
-            if method.word_dropout is not None:
-                model.word_dropout.p = method.word_dropout
-            teacher = self.full(method) if cfg.distill_alpha > 0 and cfg.distill_from == "full" else None
+            model = self.factorized(rank, train)
+            if word_dropout is not None:
+                model.word_dropout.p = word_dropout
+            teacher = self.full(train) if cfg.distill_alpha > 0 and cfg.distill_from == "full" else None
             model, history = fit(model, self.task.train, self.task.dev, cfg, self.seed, teacher=teacher, log=self.log,
                                  teacher_logits=self._soft(cfg))
             return model, {"history": history}
@@ -247,10 +242,6 @@ def _spacy(path: str | None):
     return load_spacy_vectors(path)
 
 
-def rank_key_of(method: Method, reduction: float | None) -> str:
-    return f"e{method.energy}" if method.energy is not None else f"p{reduction}"
-
-
 _LATER_FIELDS = {"distill_from": "full", "calr_cycles": 1}  # FitConfig fields added after cache keys existed
 
 
@@ -258,11 +249,6 @@ def _cfg_json(cfg: FitConfig) -> str:
     """A config's JSON for cache keys; fields added later are left out at their defaults, so keys made before
     they existed hold."""
     return cfg.model_dump_json(exclude={k for k, v in _LATER_FIELDS.items() if getattr(cfg, k) == v} or None)
-
-
-def _full_key(cfg: FitConfig, method: Method | None) -> str:
-    """`full` for the plain first training, `full-<digest of its config>` when the method overrides it."""
-    return f"full-{_digest(_cfg_json(cfg))}" if method is not None and method.train else "full"
 
 
 def _digest(text: str) -> str:
