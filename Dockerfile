@@ -33,11 +33,12 @@ RUN /opt/venv/bin/pip uninstall --yes --quiet watchfiles websockets pyyaml \
               /opt/venv/lib/python3*/site-packages/numpy/distutils \
     && /opt/venv/bin/python -c "import service.main, service.__main__, onnxruntime, numpy, uvloop, httptools"
 
-# ---- train: optional, exports the default SST-2 models with torch (never part of the final image)
+# ---- train: optional, exports SST-2 models with torch (never part of the final image); 50-d GloVe and `online`:
+# small and quick, no vectors download during the build (`make run`'s 300-d recipe: training/recipe.py)
 FROM builder AS train
 RUN /opt/venv/bin/pip install --no-cache-dir '.[train]'
 RUN --mount=type=bind,from=datasets,target=/datasets \
-    SLIMTEXT_DATASETS=/datasets /opt/venv/bin/python -m training run --out /models
+    SLIMTEXT_DATASETS=/datasets /opt/venv/bin/python -m training run --vectors glove50 --out /models
 
 # ---- loadgen: locust + the dataset reader, drives the proxy in docker-compose (profile `load`)
 FROM builder AS loadgen

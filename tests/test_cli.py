@@ -81,7 +81,8 @@ def test_cli_reports_configuration_errors_in_one_line(user_csv, tmp_path, capsys
                                                                  ("bilstm", "int4", "int4", "full")])
 def test_run_takes_any_architecture_and_method(tmp_path, model, method, suffix, kind):
     models = tmp_path / "models"
-    assert main(["run", "--dataset", "sst2", "--limit-train", "300", "--model", model, "--method", method,
+    assert main(["run", "--dataset", "sst2", "--vectors", "glove50", "--limit-train", "300", "--model", model,
+                 "--method", method,
                  "--epochs", "1", "--retrain-epochs", "1", "--no-int8", "--threads", "1", "--out", str(models)]) == 0
     assert sorted(p.name for p in models.iterdir()) == ["aliases.json", f"sst2-{model}-full", f"sst2-{model}-{suffix}"]
     assert json.loads((models / "aliases.json").read_text()) == {"default": f"sst2-{model}-{suffix}"}

@@ -96,4 +96,5 @@ def test_version_and_defaults_in_help():
     assert out.stdout.startswith("slimtext ")
     text = " ".join(subprocess.run([sys.executable, "-m", "training", "run", "--help"], capture_output=True,
                                    text=True, check=True).stdout.split())  # argparse wraps at the terminal width
-    assert "(default: 0.9)" in text and "(default: sst2)" in text and "(default: online)" in text
+    assert "(default: 0.9)" in text and "(default: sst2)" in text and "(default: spacy300)" in text
+    assert "--phrases {auto,yes,no}" in text and "(default: auto)" in text

@@ -62,7 +62,8 @@ def toys():
 
 def test_a_new_architecture_and_method_reach_run_and_serving(tmp_path, sst2):
     models = tmp_path / "models"
-    assert main(["run", "--dataset", "sst2", "--limit-train", "2000", "--model", "bag", "--method", "prune10",
+    assert main(["run", "--dataset", "sst2", "--vectors", "glove50", "--limit-train", "2000", "--model", "bag",
+                 "--method", "prune10",
                  "--out", str(models), "--threads", "1"]) == 0
     registry = ModelRegistry.load(RegistryConfig(models))  # exactly what the service loads at start-up
     assert sorted(registry.models) == ["sst2-bag-full", "sst2-bag-int8", "sst2-bag-prune10"]

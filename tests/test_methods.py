@@ -172,10 +172,12 @@ def test_one_svd_per_model_and_rank_and_each_copy_is_its_own(task, tmp_path, mon
 
 
 def test_what_a_method_is_served_as_is_said_by_the_method():
+    from training.recipe import PHRASE_METHOD
     from training.runs import RunConfig
 
+    assert METHODS[PHRASE_METHOD].served_as == "lowrank"  # `run`'s default on phrases is served as lowrank
     served = {m.name for m in METHODS.values() if m.served_as == "lowrank"}
-    assert served == {"online", "online-nowd", "online-nowd-pure"}
+    assert served == {"online", "online-nowd", "online-nowd-pure", "online-nowd-pure-r3-h0.0001-l1e-05"}
     assert RunConfig(method="online-nowd-pure").suffix == "lowrank"
     assert RunConfig(method="online-nowd-pure+int8").suffix == "online-nowd-pure-int8"
 

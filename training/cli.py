@@ -97,9 +97,14 @@ def _parser() -> argparse.ArgumentParser:
 
     r = command("run", "train, compress (--method), re-train, export full / compressed / int8 (the `make run` job)")
     _data_args(r, dataset="sst2")
+    r.set_defaults(vectors="spacy300")  # run's defaults are make run's: the best recipe measured (training/recipe.py)
     r.add_argument("--model", default="dan", choices=models)
-    r.add_argument("--method", default="online", choices=methods, metavar="METHOD",
-                   help=method_help)
+    r.add_argument("--method", default=None, choices=methods, metavar="METHOD",
+                   help=method_help + "; default: the best measured for the model, vectors and data "
+                   "(the DAN at 300-d: online-nowd-pure, or its short schedule on phrases; else online)")
+    r.add_argument("--phrases", choices=["auto", "yes", "no"], default="auto",
+                   help="train on <dataset>-phrases/ (phrase-level labels, the standard SST protocol; same dev and "
+                   "test) where it exists; auto: for the DAN with --vectors spacy300")
     r.add_argument("--reduction", type=float, default=0.9, help="target embedding reduction p in (0, 1)")
     r.add_argument("--out", type=Path, default=Path("models"), help="models folder to write into")
     r.add_argument("--name", default=None, help="artifact name prefix (default <dataset>-<model>)")
@@ -109,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-int8", action="store_true", help="do not export the int8-weights copy")
     r.add_argument("--runs", type=Path, default=None, help="keep the train/compress run folders here "
                    "(default: a temporary folder, removed)")
-    r.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads (1: the same seed gives the same numbers, "
+                   "and a busy machine does not slow two threads down to a crawl: 114 s against 710 s measured)")
     r.add_argument("--json", action="store_true", help="print the manifests as JSON at the end")
 
     t = command("train", "train a full model into a run folder")
@@ -235,11 +241,15 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.threads:
         _threads(args.threads)
+    from training.recipe import choose
     from training.runs import RunConfig, run
 
-    cfg = RunConfig(data=_data_config(args), model=args.model, method=args.method, reduction=args.reduction,
-                    seed=args.seed, out_dir=args.out, name=args.name, int8=not args.no_int8, runs_dir=args.runs,
-                    train=_epochs_of(args.model, "train", args.epochs),
+    recipe = choose(_data_config(args), args.model, args.method, args.epochs, args.name, args.phrases)
+    if recipe.data != _data_config(args):
+        print(f"training on {recipe.data.dataset} (phrase-level labels; --phrases no: the sentences)", file=sys.stderr)
+    cfg = RunConfig(data=recipe.data, model=args.model, method=recipe.method, reduction=args.reduction,
+                    seed=args.seed, out_dir=args.out, name=recipe.name, int8=not args.no_int8, runs_dir=args.runs,
+                    train=_epochs_of(args.model, "train", recipe.train_epochs),
                     retrain=_epochs_of(args.model, "retrain", args.retrain_epochs))
     manifests = run(cfg).manifests
     if args.json:
