@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.accuracy_doc import DATASETS, DOCS, NAMES, Group, choose, fasttext_quant_settings, render
+from bench.accuracy_doc import DATASETS, DOCS, NAMES, Group, choose, render
+from bench.accuracy_latency import fasttext_quant_settings
 
 
 @pytest.fixture(scope="module")
