@@ -26,15 +26,12 @@ import uvicorn.main
 from pydantic import ValidationError
 
 from service.metrics import prepare_multiprocess
-from service.workers import resolve_workers
+from service.supervisor import address, exit_zero, supervise
+from service.workers import given_workers, resolve_workers
 
 DEFAULTS = ["--http", "service.protocol:HardenedHttpToolsProtocol", "--timeout-keep-alive", "5",
             "--timeout-graceful-shutdown", "20", "--no-server-header"]  # no "server: uvicorn" fingerprint
 
-
-
-def _exit_zero(signum, frame) -> None:
-    sys.exit(0)
 
 
 def raise_nofile_limit() -> int:
@@ -108,9 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     tune_malloc()
     # uvicorn installs its own handlers while serving and restores these before re-raising the signal
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _exit_zero)
+        signal.signal(sig, exit_zero)
     args = ["--factory", "service.main:create_app", *DEFAULTS, *user]  # a repeated option: the last one wins
     prepare_multiprocess(args)  # --workers N > 1: the workers share a folder so /metrics sums them all
+    workers = int(given_workers(args) or 1)
+    if workers > 1 and address(args) is not None:  # one socket per worker (service/supervisor.py)
+        sys.exit(supervise(args, workers))
     uvicorn.main.main(args=args, prog_name="python -m service")
 
 

@@ -4,7 +4,8 @@ CPUs this process may use — its CPU affinity, capped by a cgroup CPU quota (a 
 SLIMTEXT_GRPC_PORT set `auto` means one worker.
 
 Each worker is one event loop plus one worker thread (service/offload.py) with onnxruntime at one intra-op
-thread: N workers use N cores for any mix of requests (docs/bench-peers.md, issue 26).
+thread: N workers use N cores for any mix of requests (docs/bench-peers.md, issue 26), each on a listening socket
+of its own (service/supervisor.py).
 """
 
 from __future__ import annotations

@@ -53,3 +53,22 @@ def test_connections_read_their_limits_from_the_lifespan_state():
     connection's protocol as `app_state` (the attribute the hardened protocol reads)."""
     source = inspect.getsource(httptools_impl.HttpToolsProtocol.__init__)
     assert "self.app_state = app_state" in source
+
+
+# service/supervisor.py (one socket per worker): uvicorn.main.run() builds its server from the module's `Server`
+# name and runs it with no sockets for one worker; Server.run / startup take and listen on the sockets given
+SUPERVISOR_SOURCES = {"run": "68c3e6c9039f072f", "Server.run": "239e0133d4307e38",
+                      "Server.startup": "2aa1d70a244bfcf2"}
+
+
+def test_uvicorn_internals_the_supervisor_relies_on_are_unchanged():
+    import importlib
+
+    import uvicorn.server
+
+    main = importlib.import_module("uvicorn.main")
+    found = {"run": _digest(main.run), "Server.run": _digest(uvicorn.server.Server.run),
+             "Server.startup": _digest(uvicorn.server.Server.startup)}
+    assert found == SUPERVISOR_SOURCES, "uvicorn changed what service/supervisor.py patches: re-check it"
+    assert "server = Server(config=config)" in inspect.getsource(main.run)
+    assert {"host", "port", "uds", "fd", "reload"} <= {p.name for p in main.main.params}
