@@ -28,14 +28,15 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path, root: Path, package: str) -> set[str]:
-    """The modules of `package` that `path` imports (absolute imports; `from pkg import mod` resolved)."""
+def imports(path: Path, root: Path, package: str, annotations: bool = False) -> set[str]:
+    """The modules of `package` that `path` imports (absolute imports; `from pkg import mod` resolved); with
+    `annotations`, the imports under `if TYPE_CHECKING:` count too."""
     known = {module_name(p, root) for p in python_files(root / package)}
     out = set()
     tree = ast.parse(path.read_text())
     typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
                    and getattr(block.test, "id", getattr(block.test, "attr", "")) == "TYPE_CHECKING"
-                   for n in ast.walk(block)}  # imports for annotations only: no dependency at run time
+                   for n in ast.walk(block)} if not annotations else set()  # annotation-only: no run-time dependency
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -53,12 +54,12 @@ def imports(path: Path, root: Path, package: str) -> set[str]:
     return out
 
 
-def graph(root: Path, package: str) -> dict[str, set[str]]:
+def graph(root: Path, package: str, annotations: bool = False) -> dict[str, set[str]]:
     g = {}
     for p in python_files(root / package):
         name = module_name(p, root)
         # a package's __init__ re-exporting its submodules is not a cycle with them
-        g[name] = {m for m in imports(p, root, package) if m != name and not (
+        g[name] = {m for m in imports(p, root, package, annotations) if m != name and not (
             p.name == "__init__.py" and m.startswith(name + "."))}
     return g
 
@@ -110,7 +111,8 @@ def measure(root: Path) -> dict:
         longest = max(files, key=files.get)
         out[package] = {"files": len(files), "lines": sum(files.values()), "longest": longest,
                         "longest_lines": files[longest], "over_300": sorted(f for f, n in files.items() if n > 300),
-                        "cycles": cycles(graph(root, package))}
+                        "cycles": cycles(graph(root, package)),
+                        "cycles_with_annotations": cycles(graph(root, package, annotations=True))}
     return out
 
 
@@ -123,12 +125,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print("| folder | files | lines | longest file (lines) | files over 300 lines | import cycles |")
-    print("|---|---:|---:|---|---:|---|")
+    print("| folder | files | lines | longest file (lines) | files over 300 lines | import cycles "
+          "| cycles counting `if TYPE_CHECKING:` imports |")
+    print("|---|---:|---:|---|---:|---|---|")
     for package, r in result.items():
-        cyc = "; ".join(" <-> ".join(m.split(".", 1)[-1] for m in c) for c in r["cycles"]) or "none"
+        cyc, typed = ("; ".join(" <-> ".join(m.split(".", 1)[-1] for m in c) for c in r[k]) or "none"
+                      for k in ("cycles", "cycles_with_annotations"))
         print(f"| {package}/ | {r['files']} | {r['lines']:,} | {r['longest']} ({r['longest_lines']}) | "
-              f"{len(r['over_300'])} | {cyc} |")
+              f"{len(r['over_300'])} | {cyc} | {typed} |")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,17 @@ close that lingers while a request is still arriving.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from service.protocol import HardenedHttpToolsProtocol
+
+class Connection(Protocol):
+    """What the transport reads from its connection's protocol (service/protocol.py's HardenedHttpToolsProtocol)."""
+
+    loop: asyncio.AbstractEventLoop
+    cycle: Any  # the request/response cycle in flight, or None
+
+    def request_unread(self) -> bool: ...
 
 LINGER_S, LINGER_BYTES = 2.0, 4 * 1_048_576
 
@@ -31,7 +38,7 @@ class ServerTransport:
     """The connection's transport: a reply's head and body in one send, and close() that lingers while a request
     is still arriving. Everything else is the wrapped transport's."""
 
-    def __init__(self, transport, protocol: HardenedHttpToolsProtocol):
+    def __init__(self, transport, protocol: Connection):
         self._transport, self._protocol = transport, protocol
         self.lingering, self.discarded = False, 0
         self._head: bytes | None = None  # a reply's head, held for its body

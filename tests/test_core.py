@@ -138,11 +138,13 @@ def test_the_limits_reach_each_connection_from_the_lifespan_state(quick_run):
     assert limits.header_max_bytes == 4096 and limits.body_max_bytes == 1_048_576
 
 
-@pytest.mark.parametrize("package", ["service", "slimtext"])
+@pytest.mark.parametrize("package", ["service", "slimtext", "training", "research"])
 def test_no_import_cycles(package):
+    """Not at run time, and not through annotation-only (`if TYPE_CHECKING:`) imports either."""
     from bench.structure import cycles, graph
 
     assert cycles(graph(ROOT, package)) == []
+    assert cycles(graph(ROOT, package, annotations=True)) == []
 
 
 def test_the_cycle_finder_finds_a_cycle(tmp_path):
@@ -155,6 +157,11 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
     (tmp_path / "pkg" / "c.py").write_text("from typing import TYPE_CHECKING\n"
                                            "if TYPE_CHECKING:\n    from pkg import a\n")
     assert cycles(graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b"]]
+    (tmp_path / "pkg" / "d.py").write_text("from typing import TYPE_CHECKING\n"
+                                           "if TYPE_CHECKING:\n    from pkg import c\n")
+    (tmp_path / "pkg" / "c.py").write_text("from pkg import d\n")
+    assert cycles(graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b"]]  # annotation-only: no run-time cycle
+    assert cycles(graph(tmp_path, "pkg", annotations=True)) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d"]]
 
 
 def test_the_core_and_the_grpc_codec_import_no_web_framework():

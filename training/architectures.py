@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch.nn as nn
 
 from training.model import DAN, BiLSTM, KimCNN
+from training.shape import Shape
 from training.train import FitConfig
-
-if TYPE_CHECKING:
-    from training.sizes import Shape
 
 
 def _retrain(epochs: int) -> FitConfig:

@@ -8,26 +8,10 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict
-
 from training.architectures import get_architecture
+from training.shape import Shape
 
-
-class Shape(BaseModel):
-    """What decides a model's size: architecture, vocabulary, width, rank (None = full), classes, and the
-    architecture-specific widths its formulas read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    arch: str
-    vocab: int
-    dim: int
-    n_classes: int
-    rank: int | None = None
-    hidden: tuple[int, ...] = (300, 300)  # DAN
-    widths: tuple[int, ...] = (3, 4, 5)  # CNN
-    maps: int = 100  # CNN
-    lstm_hidden: int = 100  # BiLSTM, per direction
+__all__ = ["Shape"]  # re-exported: callers import the size functions and Shape from here
 
 
 def embedding_params(s: Shape) -> int:

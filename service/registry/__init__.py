@@ -23,7 +23,7 @@ from service.domain import Conflict, ModelUnavailable
 from service.registry import budget, index, names, scan
 from service.registry.budget import Budget
 from service.registry.config import RegistryConfig
-from service.registry.loading import LoadedModel, Loader, _trim_heap
+from service.registry.loading import Loader, _trim_heap
 from service.registry.scan import (
     EVICTED,
     FLAT_VERSION,
@@ -34,6 +34,7 @@ from service.registry.scan import (
     UNLOADED,
     VERSION_PATTERN,
     Entry,
+    LoadedModel,
     Slot,
 )
 from slimtext.runtime import ModelLoadError

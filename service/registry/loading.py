@@ -14,33 +14,16 @@ import contextlib
 import ctypes
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from service.memory import rss_bytes
-from service.registry.scan import FLAT_VERSION, Slot
+from service.registry.scan import LoadedModel, Slot
 from slimtext.manifest import MANIFEST_FILE
 from slimtext.runtime import ModelLoadError, OnnxClassifier, TextGraphClassifier, open_classifier
 from slimtext.safefs import FileLimits
 
 T = TypeVar("T")
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    classifier: OnnxClassifier | TextGraphClassifier  # the latter: a string-only folder (model.text.onnx)
-    rss_growth_bytes: int  # process RSS after loading minus before
-    version: str = FLAT_VERSION
-    batcher: Any = None  # a MicroBatcher, made by the Classifier on first use when batching is on
-
-    @property
-    def name(self) -> str:
-        return self.classifier.manifest.name
-
-    @property
-    def sha256(self) -> str:
-        return self.classifier.manifest.sha256
 
 
 class Loader:

@@ -14,14 +14,11 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from slimtext.manifest import MANIFEST_FILE, MODEL_FILE, is_valid_name
-from slimtext.runtime import ModelLoadError
+from slimtext.runtime import ModelLoadError, OnnxClassifier, TextGraphClassifier
 from slimtext.safefs import lstat_size
-
-if TYPE_CHECKING:
-    from service.registry.loading import LoadedModel
 
 VERSION_PATTERN = r"^[0-9]{1,9}$"
 _VERSION = re.compile(VERSION_PATTERN)
@@ -31,6 +28,22 @@ READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
 NOT_LOADED, EVICTED, UNLOADED = "not loaded", "evicted (memory budget)", "unloaded"
 
 Report = Callable[[str, Exception], None]  # (folder or name/version, why it is not served)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    classifier: OnnxClassifier | TextGraphClassifier  # the latter: a string-only folder (model.text.onnx)
+    rss_growth_bytes: int  # process RSS after loading minus before
+    version: str = FLAT_VERSION
+    batcher: Any = None  # a MicroBatcher, made by the Classifier on first use when batching is on
+
+    @property
+    def name(self) -> str:
+        return self.classifier.manifest.name
+
+    @property
+    def sha256(self) -> str:
+        return self.classifier.manifest.sha256
 
 
 @dataclass(eq=False)
