@@ -94,8 +94,9 @@ class Classifier:
         return job()
 
     async def classify(self, request: Texts, watch: Watch | None = None) -> Classification:
-        """Check, look up the model, tokenize and run. A few short texts run on the event loop (tens of
-        microseconds, micro-batched when on); many or long texts run in the worker thread. A DomainError
+        """Check, look up the model, tokenize and run. Texts under both offload thresholds (fewer than
+        `offload_min_texts`, fewer than `offload_min_chars` characters in all: at most about 0.7 ms of CPU) run on
+        the event loop, micro-batched when on; more run in the worker thread. A DomainError
         raised after the model is known carries its name in `.model` (the metrics' label)."""
         t0 = time.perf_counter()
         self.metrics.in_flight += 1
@@ -110,7 +111,7 @@ class Classifier:
                 load_s = time.perf_counter() - t_load
             name = model.name
             if len(texts) >= self.settings.offload_min_texts or \
-                    sum(map(len, texts)) >= self.settings.offload_min_body_bytes:
+                    sum(map(len, texts)) >= self.settings.offload_min_chars:
                 probs, lengths, t1, t2 = await self.offload(functools.partial(self._run, model, texts), watch)
             else:
                 probs, lengths, t1, t2 = await self._run_async(model, texts)

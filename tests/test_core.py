@@ -169,3 +169,34 @@ def test_the_core_and_the_grpc_codec_import_no_web_framework():
             "print(sorted(m for m in ('fastapi', 'starlette') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-500:] or out.stdout
+
+
+def test_small_requests_run_on_the_loop_and_large_ones_in_the_worker_thread(quick_run):
+    """The offload rule: with the worker thread held busy, texts under both thresholds (offload_min_texts,
+    offload_min_chars) are answered at once on the event loop; a request at either threshold waits for the thread."""
+    import threading
+
+    settings = Settings(models_dir=quick_run[0], offload_min_texts=8, offload_min_chars=400)
+    registry = ModelRegistry.load(RegistryConfig.from_settings(settings))
+    clf = Classifier(settings, registry, Metrics())
+
+    async def scenario():
+        release = threading.Event()
+        busy = asyncio.ensure_future(clf.offloader.run(lambda: release.wait(10)))
+        await asyncio.sleep(0.05)
+        small = await asyncio.wait_for(clf.classify(Texts(["a gorgeous , witty movie ."] * 7)), 2)
+        many = asyncio.ensure_future(clf.classify(Texts(["fine"] * 8)))
+        long = asyncio.ensure_future(clf.classify(Texts(["a gorgeous , witty movie . " * 15])))  # 405 characters
+        await asyncio.sleep(0.3)
+        waiting = (many.done(), long.done())
+        release.set()
+        await busy
+        return small, waiting, await many, await long
+
+    try:
+        small, waiting, many, long = asyncio.run(scenario())
+    finally:
+        clf.offloader.close()
+        registry.close()
+    assert len(small.probabilities) == 7 and waiting == (False, False)
+    assert len(many.probabilities) == 8 and len(long.probabilities) == 1

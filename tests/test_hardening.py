@@ -282,7 +282,7 @@ def test_v2_work_of_a_gone_client_is_skipped(quick_run):
     from service.config import Settings
     from service.main import create_app
 
-    outer = create_app(Settings(models_dir=quick_run[0]))
+    outer = create_app(Settings(models_dir=quick_run[0], offload_min_texts=8))  # 8 texts go to the worker thread
     app = outer
     while not hasattr(app, "router"):
         app = app.app
@@ -318,3 +318,4 @@ def test_v2_work_of_a_gone_client_is_skipped(quick_run):
 
     sent, skipped, aborts = asyncio.run(scenario())
     assert sent[0]["status"] == 499 and skipped == 1 and aborts == 1
+
