@@ -34,6 +34,9 @@ from bench.server import LOOPBACK, ROOT, UvicornServer, free_port
 
 PROBE_EVERY_S, PROBE_TIMEOUT_S = 0.25, 3.0
 HEAVY_TEXTS = ["!" * 4000] * 256  # max texts at 4,000 characters each: ~1 MB, under max_body_bytes
+# just under the event loop's bound (fewer than 64 texts and 4,096 characters run on the loop, service/config.py):
+# contractions, the costliest text per character measured (each "don't" is a contraction pass and two tokens)
+ON_LOOP_TEXTS = [("don't " * 21)[:127]] * 32  # 32 x 127 = 4,064 characters
 MARK_START, MARK_END = "<!-- redteam:start -->", "<!-- redteam:end -->"
 
 
@@ -295,6 +298,9 @@ def cases(quick: bool) -> list[Case]:
              {"conns": 400, "body_bytes": 1_040_000, "hold_s": 8 * s}),
         Case("conns_512", "512 connections sending ~1 MB CPU-heavy requests for 10 s", load_requests,
              {"body": heavy, "clients": 512, "seconds": 10 * s}),
+        Case("on_loop_64", "64 clients looping the costliest request the event loop runs itself (32 texts, "
+             "4,064 characters of contractions) for 10 s", load_requests,
+             {"body": json.dumps({"texts": ON_LOOP_TEXTS}).encode(), "clients": 64, "seconds": 10 * s}),
         Case("idle_slow", "200 idle + 50 slow-header (1 byte/s) connections for 14 s", load_idle,
              {"idle": 200, "slow": 50, "seconds": 14}),
         Case("sigterm_64", "64 keep-alive clients in a loop, SIGTERM after 2 s", load_sigterm,
@@ -363,7 +369,7 @@ def verdict(name: str, r: dict, rss_limit_mb: float) -> tuple[str, bool]:
     if name == "header_100mb":
         return (f"status {r['status'] or 'none'} after {r['sent_mb']:.1f} MB sent; {probes}; "
                 f"RSS peak {r['rss_peak_mb']:.0f} MB", r["status"] == 431 and probes_ok)
-    if name in ("cpu_heavy_32", "conns_512"):
+    if name in ("cpu_heavy_32", "conns_512", "on_loop_64"):
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(r.items()) if k.isdigit() or k.endswith("errors"))
         ok = probes_ok and (name != "conns_512" or r["rss_peak_mb"] < rss_limit_mb)
         return f"{probes}; RSS peak {r['rss_peak_mb']:.0f} MB; responses {codes}", ok

@@ -235,12 +235,13 @@ def render(e2e: dict, rows: list[tuple[str, float]], model: str, duration: int) 
 START, END = "<!-- bench.stages:start -->", "<!-- bench.stages:end -->"
 
 
-def splice(path: Path, section: str) -> None:
+def splice(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Replace the part of `path` between the markers `start` and `end` with `section` (appended if absent)."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        path.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        path.write_text(head + block + rest.split(end, 1)[1], encoding="utf-8")
     else:
         path.write_text(old.rstrip() + "\n\n" + block + "\n", encoding="utf-8")
 

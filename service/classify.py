@@ -95,9 +95,9 @@ class Classifier:
 
     async def classify(self, request: Texts, watch: Watch | None = None) -> Classification:
         """Check, look up the model, tokenize and run. Texts under both offload thresholds (fewer than
-        `offload_min_texts`, fewer than `offload_min_chars` characters in all: at most about 0.7 ms of CPU) run on
-        the event loop, micro-batched when on; more run in the worker thread. A DomainError
-        raised after the model is known carries its name in `.model` (the metrics' label)."""
+        `offload_min_texts`, fewer than `offload_min_chars` characters in all: at most about 2 ms of CPU,
+        bench/loop_bound.py) run on the event loop, micro-batched when on; more run in the worker thread. A
+        DomainError raised after the model is known carries its name in `.model` (the metrics' label)."""
         t0 = time.perf_counter()
         self.metrics.in_flight += 1
         name = "-"

@@ -200,3 +200,16 @@ def test_small_requests_run_on_the_loop_and_large_ones_in_the_worker_thread(quic
         registry.close()
     assert len(small.probabilities) == 7 and waiting == (False, False)
     assert len(many.probabilities) == 8 and len(long.probabilities) == 1
+
+
+def test_the_red_team_and_the_loop_bench_attack_the_loop_at_its_bound(tmp_path):
+    """bench/redteam.py's on_loop_64 and bench/loop_bound.py time the costliest request the event loop runs itself:
+    their inputs must stay under the default offload thresholds, and come close to the character bound."""
+    from bench.loop_bound import FILLERS, at_the_bound
+    from bench.redteam import ON_LOOP_TEXTS
+
+    s = Settings(models_dir=tmp_path)
+    for texts in (ON_LOOP_TEXTS, *(at_the_bound(f, n, s.offload_min_chars) for f in FILLERS.values()
+                                   for n in (1, 32, s.offload_min_texts - 1))):
+        assert len(texts) < s.offload_min_texts and sum(map(len, texts)) < s.offload_min_chars
+        assert sum(map(len, texts)) > 0.95 * s.offload_min_chars
