@@ -186,9 +186,10 @@ def render(models: list[dict], table: dict[int, dict[str, WrkResult]], batching:
         lines.append(f"| {target} | on | {on.rps:,.0f} | {on.p50_ms:.3f} | {on.p99_ms:.3f} | {on.errors} |")
     lines += ["", f"## Large requests: onnxruntime in a worker thread or on the event loop ({BIG} texts, "
               "concurrency 8)", "", f"`{settings['full model']}`, {BIG} real SST-2 test sentences per request. "
-              f"`SLIMTEXT_OFFLOAD_MIN_TEXTS` = {BIG} tokenizes and runs onnxruntime in the worker thread "
-              "(service/offload.py; onnxruntime releases the GIL, so the loop reads the next request meanwhile); "
-              "100000 keeps it on the event loop (the body is under `SLIMTEXT_OFFLOAD_MIN_BODY_BYTES`).", "",
+              f"`SLIMTEXT_OFFLOAD_MIN_TEXTS` = `SLIMTEXT_OFFLOAD_MIN_CHARS` = {BIG} tokenizes and runs onnxruntime "
+              "in the worker thread (service/offload.py; onnxruntime releases the GIL, so the loop reads the next "
+              "request meanwhile); 100000 keeps it on the event loop (the body is under "
+              "`SLIMTEXT_OFFLOAD_MIN_BODY_BYTES`).", "",
               "| onnxruntime | req/s | texts/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
     for mode, r in offload.items():
         lines.append(f"| {mode} | {r.rps:,.0f} | {r.rps * BIG:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.errors} |")
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         big = {"/classify": ("/classify", lua_script({"texts": texts, "model": full}, scripts, "big"))}
         offload = {}
         for mode, threshold in (("worker thread", BIG), ("event loop", 100_000)):
-            with UvicornServer(args.models_dir, env={**env, "SLIMTEXT_OFFLOAD_MIN_TEXTS": str(threshold)}) as osrv:
+            loop_env = {"SLIMTEXT_OFFLOAD_MIN_TEXTS": str(threshold), "SLIMTEXT_OFFLOAD_MIN_CHARS": str(threshold)}
+            with UvicornServer(args.models_dir, env={**env, **loop_env}) as osrv:
                 offload[mode] = measure(osrv.url, big, 8, args.duration, args.rounds)["/classify"]
         print("large requests: " + ", ".join(f"{m} {r.rps:,.0f}/s" for m, r in offload.items()))
 
