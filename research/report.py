@@ -256,6 +256,24 @@ def read_config(config: str | Path | None) -> dict[str, Any] | None:
     return SweepConfig.model_validate(json.loads(Path(config).read_text())).model_dump(mode="json")
 
 
+def goals_23(accuracy_md: Path) -> list[str]:
+    """Issue 23's goal table as docs/accuracy.md computes it (`python -m bench.accuracy_doc`), with where each
+    miss's attempts are written up; nothing when that page is absent."""
+    if not accuracy_md.is_file():
+        return []
+    text = accuracy_md.read_text(encoding="utf-8")
+    head = "## Issue 23's goals, checked against the rows below"
+    if head not in text:
+        return []
+    body = text.split(head, 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    return ["## Issue 23's goals (teacher, phrase-level SST-2; copied from accuracy.md)", "",
+            "The systems, their bytes and CPU time: [accuracy.md](accuracy.md). What was tried for each miss: "
+            "[accuracy-phrases.md](accuracy-phrases.md) (SST-2: recipes, the teacher in each phase, teacher-labelled "
+            "augmented text, the CNN) and [distill-pilot.md](distill-pilot.md) (SST-5, TREC, MR, SUBJ: the "
+            "distillation grid, the CNN and the BiLSTM on TREC).", "",
+            *(line.replace("the rows below", "the rows of accuracy.md") for line in body), ""]
+
+
 def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path | None = None,
                  config: str | Path | None = None, d300: dict[str, Path | None] | None = None) -> list[Path]:
     """`d300` (keys csv, timing, config, fasttext, first, energy): a second sweep at d = 300, reported in its
@@ -343,6 +361,7 @@ def write_report(csv_path: str | Path, out_dir: str | Path, timing: str | Path |
         if (cfg := read_config(d300.get("config"))) is not None:
             intro += [line.replace("## What ran", "## d = 300: what ran") for line in scope_section(cfg)]
         lines += section(agg300, rows300, d300.get("fasttext"), intro, cfg, d300.get("first"), d300.get("energy"))
+    lines += goals_23(out_dir / "accuracy.md")
     lines += ["## Plots", ""]
     if agg300:
         lines += ["Solid lines and black stars: d = 50 (GloVe 6B-50d); dashed lines and grey stars: d = 300 "
