@@ -15,7 +15,6 @@ service.config.Settings, so the table follows the defaults.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from bench.stages import splice as _splice
 from service.config import Settings
+from slimtext.data import datasets_root, read_examples
 from slimtext.runtime import OnnxClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +49,6 @@ def cpu_ms(model: OnnxClassifier, texts: list[str], repeat: int) -> float:
     return statistics.median(once() for _ in range(repeat))
 
 
-def sst2_sentences(data_root: Path, n: int) -> list[str]:
-    with open(data_root / "sst2" / "test.tsv", encoding="utf-8", newline="") as f:
-        return [row["text"] for row in csv.DictReader(f, delimiter="\t")][:n]
-
-
 PREVIOUS = (8, 16_384)  # the defaults until 2026-12-07: fewer than 8 texts (and a body under 16 KiB) on the loop
 
 
@@ -71,7 +66,7 @@ def measure(models_dir: Path, data_root: Path, repeat: int, min_texts: int, min_
                              "tokens": int(model.tokenizer.encode_batch(texts)[1].sum()),
                              "ms": cpu_ms(model, texts, repeat)})
         if with_sst2:
-            sst = sst2_sentences(data_root, 32)
+            sst = read_examples(data_root / "sst2" / "test.tsv").texts[:32]
             rows.append({"model": name, "input": "SST-2 test sentences", "texts": 32, "chars": sum(map(len, sst)),
                          "tokens": int(model.tokenizer.encode_batch(sst)[1].sum()), "ms": cpu_ms(model, sst, repeat)})
     assert all(r["texts"] < min_texts and r["chars"] < min_chars for r in rows if r["input"] in FILLERS)
@@ -118,15 +113,16 @@ def render(rows: list[dict], previous: list[dict], settings: Settings, repeat: i
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.loop_bound", description=__doc__.splitlines()[0])
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    p.add_argument("--data-root", type=Path, default=Path(os.environ.get("SLIMTEXT_DATASETS", ROOT.parent / "shared"
-                                                                          / "datasets")))
+    p.add_argument("--data-root", type=Path, default=None, help="dataset root (default: $SLIMTEXT_DATASETS, "
+                   "else ../shared/datasets)")
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "tail.md", help="splice the table in here")
     args = p.parse_args(argv)
     settings = Settings(models_dir=args.models_dir)
-    rows = measure(args.models_dir, args.data_root, args.repeat, settings.offload_min_texts,
+    root = datasets_root(args.data_root)
+    rows = measure(args.models_dir, root, args.repeat, settings.offload_min_texts,
                    settings.offload_min_chars)
-    previous = measure(args.models_dir, args.data_root, args.repeat, *PREVIOUS, with_sst2=False)
+    previous = measure(args.models_dir, root, args.repeat, *PREVIOUS, with_sst2=False)
     text = render(rows, previous, settings, args.repeat)
     print(text)
     _splice(args.out, text, START, END)

@@ -11,8 +11,6 @@ import math
 from training.architectures import get_architecture
 from training.shape import Shape
 
-__all__ = ["Shape"]  # re-exported: callers import the size functions and Shape from here
-
 
 def embedding_params(s: Shape) -> int:
     return s.vocab * s.dim if s.rank is None else s.rank * (s.vocab + s.dim)
