@@ -8,11 +8,13 @@ req/s, against 8,552 in the round whose connections split evenly). Here this pro
 processes, each running uvicorn with one worker on its own socket; it passes SIGTERM / SIGINT on (each worker
 drains its connections: service/protocol.py) and restarts a worker that ended while nobody asked it to stop. A
 worker that ends before it ever served (a model folder it cannot load, a taken port) stops them all, and its exit
-status is the supervisor's: no restart loop.
+status is the supervisor's: no restart loop. A worker whose supervisor dies, even by SIGKILL, gets SIGTERM from the
+kernel (Linux: PR_SET_PDEATHSIG) and drains: no orphan keeps serving the port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import multiprocessing
 import multiprocessing.connection
@@ -27,6 +29,7 @@ import uvicorn.server
 UVICORN_MAIN = importlib.import_module("uvicorn.main")  # the module (the package's `uvicorn.main` is its command)
 
 POLL_S = 0.5
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -58,10 +61,19 @@ def exit_zero(signum, frame) -> None:
     sys.exit(0)
 
 
-def worker_main(args: list[str], ready: EventType) -> None:
+def die_with(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when `parent` (the supervisor) dies, however it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the supervisor died before the call above could take effect
+        sys.exit(0)
+
+
+def worker_main(args: list[str], ready: EventType, parent: int) -> None:
     """One worker process: uvicorn's command line with one worker, its server on its own socket."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, exit_zero)
+    die_with(parent)
     OwnSocketServer.ready = ready
     UVICORN_MAIN.Server = OwnSocketServer  # uvicorn.main.run() builds its server from this name
     UVICORN_MAIN.main.main(args=args, prog_name="python -m service")
@@ -92,7 +104,7 @@ def supervise(args: list[str], workers: int) -> int:
 
     def start(i: int) -> None:
         event = spawn.Event()
-        p = spawn.Process(target=worker_main, args=(child_args, event), name=f"slimtext-worker-{i}")
+        p = spawn.Process(target=worker_main, args=(child_args, event, os.getpid()), name=f"slimtext-worker-{i}")
         p.start()
         if i < len(procs):
             procs[i], ready[i] = p, event

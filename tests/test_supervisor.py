@@ -90,6 +90,25 @@ def test_a_dead_worker_is_started_again_and_sigterm_stops_all_with_exit_0(two_wo
     assert "ended (exit -9); starting it again" in proc.stderr.read()
 
 
+def test_the_workers_stop_when_the_supervisor_is_killed(two_workers):
+    """SIGKILL leaves the supervisor no chance to pass anything on: the kernel tells each worker (PR_SET_PDEATHSIG),
+    and they drain and exit instead of serving the port as orphans."""
+    proc, port, listeners = two_workers
+    proc.kill()
+    proc.wait(30)
+    wait_for(lambda: [pid for pid in listeners if running(pid)], lambda alive: not alive, 60)
+    assert not sockets_by_pid(port, LISTEN)
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's exit is reaped by whoever adopted it, maybe never)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_a_port_the_workers_cannot_share_is_one_line_and_exit_1(quick_run):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
