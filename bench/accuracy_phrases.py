@@ -6,8 +6,9 @@ cells' JSON.
     nice -n 19 .venv/bin/python -m bench.accuracy_phrases run      # resumable: a cell whose JSON exists is skipped
     .venv/bin/python -m bench.accuracy_phrases report
 
-One process, one torch thread, one cell at a time; cells in `runs/accuracy-phrases/<s|aug-s|cnn-s><seed>/`, models
-cached beside them. Stages (`run --stages ...`, default all, in order; `--seeds` for `seeds`, `cnn`, `today`):
+One process, one torch thread, one cell at a time; cells in `runs/accuracy-phrases/<s|aug-s|cnn-s|bilstm-s><seed>/`,
+models cached beside them. Stages (`run --stages ...`, default all, in order; `--seeds` for `seeds`, `cnn`, `bilstm`,
+`today`):
 
 - `base`:     seed 0: `full` (the DAN's first training: `training/grids/sst2-phrases.json`, 6 epochs) and
               `online-nowd-pure` (today's sentence-level recipe: 15 CALR epochs, soft targets of the full DAN);
@@ -18,6 +19,8 @@ cached beside them. Stages (`run --stages ...`, default all, in order; `--seeds`
 - `seeds`:    the dev-chosen recipe without the teacher and the one with it (full, lowrank, int8 of the full model,
               lowrank + int8 factors) over the seeds;
 - `cnn`:      the Kim CNN with the DAN's choices (untuned), seed 0 then the seeds;
+- `bilstm`:   the BiLSTM with the same methods (untuned), the seeds asked for (one process per seed can run them
+              side by side);
 - `today`:    today's sentence-level recipe `online-nowd-pure` over the seeds (a reference).
 
 The teacher-labelled augmented set and its cells: bench/accuracy_phrases_augment.py.
@@ -36,6 +39,7 @@ from typing import Any
 import torch
 
 from bench import accuracy_phrases_augment as augment
+from bench.stages import splice
 from training.checkpoint import write_json
 from training.methods import METHODS, PHRASE_SCHEDULES, PHRASE_TEACHER_GRID, evaluate, factorized, schedule_tag
 from training.sweep import SweepConfig
@@ -50,8 +54,8 @@ DOC = ROOT / "docs" / "accuracy-phrases.md"
 GRID = ROOT / "training" / "grids" / "sst2-phrases.json"  # the first training on the phrases comes from here
 P = 0.9
 SEEDS = (0, 1, 2)
-STAGES = ("base", "sched", "teacher", "seeds", "cnn", "today")
-CNN = "cnn-s"  # the CNN pilot's cells
+STAGES = ("base", "sched", "teacher", "seeds", "cnn", "bilstm", "today")
+CNN, BILSTM = "cnn-s", "bilstm-s"  # the CNN's and the BiLSTM's cells (the DAN's methods, untuned)
 CNN_METHODS = [m for low in ("online-pure-r2-h0.0001-l1e-05", "teacher-retrain-online-r2-h0.0001-l1e-05-a0.5-t2")
                for m in (low, f"{low}+int8")]
 CNN_METHODS[:0] = ["full", "int8"]
@@ -227,6 +231,10 @@ def run(stages: list[str], seeds: tuple[int, ...]) -> None:
         cnn = Runner(log, prefix=CNN, arch="cnn")
         for seed in dict.fromkeys((0, *seeds)):
             cnn.cells(seed, CNN_METHODS)
+    if "bilstm" in stages:
+        bilstm = Runner(log, prefix=BILSTM, arch="bilstm")
+        for seed in seeds:
+            bilstm.cells(seed, CNN_METHODS)
     if "today" in stages:  # today's sentence-level re-training recipe on the phrases, over the seeds (a reference)
         for seed in seeds:
             r.cells(seed, ["online-nowd-pure"])
@@ -242,7 +250,8 @@ def phases(m) -> str:
 
 def rows() -> list[dict[str, Any]]:
     out = []
-    for path in sorted([*RUNS.glob("s*/*.json"), *RUNS.glob(f"{AUG}*/*.json"), *RUNS.glob(f"{CNN}*/*.json")]):
+    for path in sorted([*RUNS.glob("s*/*.json"), *RUNS.glob(f"{AUG}*/*.json"), *RUNS.glob(f"{CNN}*/*.json"),
+                          *RUNS.glob(f"{BILSTM}*/*.json")]):
         r = json.loads(path.read_text())
         m = METHODS[r["method"]]
         kd = m.retrain if m.retrain.get("distill_from") == "teacher" else m.train
@@ -323,6 +332,10 @@ def seed_table(data: list[dict[str, Any]], groups: list[tuple[str, list[tuple[st
 
 
 def report() -> None:
+    if chosen_schedule() is None:  # e.g. a machine that ran only the BiLSTM's cells
+        print(f"{RUNS}: the DAN's seed-0 cells are not here, and the page's choices are made on them: {DOC} and {CSV} "
+              "left as they are (`merge` adds the cells that are here)")
+        return
     everything = rows()
     CSV.parent.mkdir(parents=True, exist_ok=True)
     with open(CSV, "w", encoding="utf-8", newline="") as f:
@@ -332,6 +345,7 @@ def report() -> None:
     data = [r for r in everything if r["data"] == "phrases" and r["model"] == "dan"]
     augmented = [r for r in everything if r["data"] == "augmented"]
     cnn = [r for r in everything if r["model"] == "cnn"]
+    bilstm = [r for r in everything if r["model"] == "bilstm"]
     s0 = [r for r in data if r["seed"] == 0]
     sched, plain, teach, tfull = chosen_schedule(), chosen_plain(), chosen_teacher(), chosen_teacher_full()
     anchor = sentence_anchor()
@@ -451,13 +465,15 @@ def report() -> None:
     if augmented:
         lines += ["", *augmented_section(data, augmented)]
     if cnn:
-        lines += ["", *cnn_section(cnn)]
-    total = {name: sum(float(r["seconds"] or 0) for r in part) for name, part in (
-        ("DAN on the phrases", data), ("DAN on the augmented set", augmented), ("CNN", cnn))}
+        lines += ["", *pilot_section(cnn, "cnn")]
+    if bilstm:
+        lines += ["", *pilot_section(bilstm, "bilstm")]
+    parts = (("DAN on the phrases", data), ("DAN on the augmented set", augmented), ("CNN", cnn), ("BiLSTM", bilstm))
+    total = {name: sum(float(r["seconds"] or 0) for r in part) for name, part in parts}
     lines += ["", f"Wall time of the {len(everything)} cells: " + ", ".join(
-        f"{name} {sec / 60:.1f} min ({len(part)} cells)" for (name, sec), part in zip(
-            total.items(), (data, augmented, cnn), strict=True)) + f"; {sum(total.values()) / 60:.1f} min in all "
-        "(one cell at a time; the teacher's labelling of the augmented texts not included)."]
+        f"{name} {total[name] / 60:.1f} min ({len(part)} cells)" for name, part in parts if part)
+        + f"; {sum(total.values()) / 60:.1f} min in all (the BiLSTM's three seeds in three processes side by side, "
+        "every other cell one at a time; the teacher's labelling of the augmented texts not included)."]
     lines += ["", *NOTES]
     DOC.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {DOC} and {CSV} ({len(everything)} cells)")
@@ -500,23 +516,27 @@ def augmented_section(data: list[dict[str, Any]], augmented: list[dict[str, Any]
     return lines
 
 
-def cnn_section(cnn: list[dict[str, Any]]) -> list[str]:
-    cfg = first_training("cnn")
-    seeds = ", ".join(str(x) for x in sorted({r["seed"] for r in cnn}))
-    lines = [f"## The Kim CNN on the phrases (seed {seeds}; no tuning of its own)", "",
-             f"First training {cfg.epochs} epochs (Adam {cfg.lr:g}, batch {cfg.batch_size}; the CNN's sweep recipe "
+PILOT_TITLES = {"cnn": "The Kim CNN", "bilstm": "The BiLSTM"}
+
+
+def pilot_section(cells: list[dict[str, Any]], arch: str) -> list[str]:
+    """The CNN's or the BiLSTM's cells: the DAN's methods, untuned for the architecture."""
+    cfg = first_training(arch)
+    seeds = ", ".join(str(x) for x in sorted({r["seed"] for r in cells}))
+    lines = [f"## {PILOT_TITLES[arch]} on the phrases (seed {seeds}; no tuning of its own)", "",
+             f"First training {cfg.epochs} epochs (Adam {cfg.lr:g}, batch {cfg.batch_size}; the sweep recipe "
              "has 6: cut to fit the time, `training/grids/sst2-phrases.json`), lowrank = the DAN's dev-chosen "
-             "schedule for 2 epochs (`online-pure-r2-h0.0001-l1e-05`: soft targets of the full CNN; "
+             f"schedule for 2 epochs (`online-pure-r2-h0.0001-l1e-05`: soft targets of the full {arch.upper()}; "
              "`teacher-retrain-online-r2-h0.0001-l1e-05-a0.5-t2`: the teacher's, alpha 0.5, T 2).", "",
              "| method | seed | rank | noretrain dev % | dev % | test % | best epoch | bytes | seconds |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in cnn:
+    for r in cells:
         lines.append(f"| `{r['method']}` | {r['seed']} | {r['rank'] or '-'} | {r['noretrain_dev_acc'] or '-'} | "
                      f"{r['dev_acc']:.2f} | {r['test_acc']:.2f} | {r['best_epoch']} | {r['model_bytes']:,} | "
                      f"{r['seconds']} |")
-    if len({r["seed"] for r in cnn}) > 1:
+    if len({r["seed"] for r in cells}) > 1:
         low, teach = CNN_METHODS[2], CNN_METHODS[4]
-        lines += ["", "Per seed and mean:", "", *seed_table(cnn, [
+        lines += ["", "Per seed and mean:", "", *seed_table(cells, [
             ("without the teacher", [("full", "full"), ("int8", "int8"), ("lowrank", low),
                                      ("lowrank + int8", f"{low}+int8")]),
             ("teacher in the re-training", [("lowrank", teach), ("lowrank + int8", f"{teach}+int8")])])]
@@ -562,11 +582,39 @@ NOTES = [
 ]
 
 
+BILSTM_START, BILSTM_END = "<!-- bilstm:start -->", "<!-- bilstm:end -->"
+
+
+def merge() -> None:
+    """For a machine that holds only some of the cells (runs/ is not in git): the cells here added to, or replacing
+    their rows in, the committed CSV (every other row kept as recorded), and the BiLSTM's section of the page
+    rewritten from its cells. `report` needs every cell, for the choices made on seed 0's dev."""
+    def key(r: dict[str, Any]) -> tuple[str, str, str, str]:
+        return r["model"], r["data"], str(r["seed"]), r["method"]
+
+    with open(CSV, encoding="utf-8", newline="") as f:
+        merged = {key(r): r for r in csv.DictReader(f)}
+    here = rows()
+    merged.update((key(r), r) for r in here)
+    with open(CSV, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(sorted(merged.values(), key=lambda r: (r["model"], r["data"] != "phrases", int(r["seed"]),
+                                                           r["method"])))
+    bilstm = [r for r in here if r["model"] == "bilstm"]
+    if bilstm:
+        splice(DOC, "\n".join(pilot_section(bilstm, "bilstm")), BILSTM_START, BILSTM_END)
+    print(f"merged {len(here)} cells into {CSV} ({len(merged)} rows)" + (f"; {DOC}: the BiLSTM's section" if bilstm
+                                                                          else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["run", "augmented", "report"],
+    ap.add_argument("command", choices=["run", "augmented", "report", "merge"],
                     help="augmented: the cells on the teacher-labelled augmented set (after "
-                    "`python -m bench.accuracy_phrases_augment label`)")
+                    "`python -m bench.accuracy_phrases_augment label`); merge: the cells on this machine into the "
+                    "committed CSV and the BiLSTM's section (run --stages bilstm then merge, on a machine without the "
+                    "other cells)")
     ap.add_argument("--stages", nargs="*", choices=STAGES, default=list(STAGES), help="run: stages, in order")
     ap.add_argument("--seeds", type=int, nargs="*", default=None,
                     help=f"run: seeds of the `seeds` stage (default {list(SEEDS)}); augmented: seeds (default [0])")
@@ -577,6 +625,8 @@ def main(argv: list[str] | None = None) -> None:
         run(args.stages, tuple(args.seeds or SEEDS))
     elif args.command == "augmented":
         run_augmented(augment.aug_folder(), augment.teacher_dir(), tuple(args.seeds or [0]), args.methods)
+    elif args.command == "merge":
+        return merge()
     report()
 
 
