@@ -569,9 +569,9 @@ NOTES = [
     "seconds per cell.",
     "- Not tried: other temperatures (only T = 2) or alpha < 0.5; the teacher's soft targets mixed with the "
     "labels in the CALR re-training of the teacher-trained model; Iyyer et al.'s DAN setting (GloVe 840B, "
-    "deeper, Adagrad); POS-guided word swaps and more than 4 drafts a sentence; tuning the CNN on its own, and "
-    "the BiLSTM; a choice over several dev seeds; `make run` and the served models are unchanged (sentence-level "
-    "sst2).",
+    "deeper, Adagrad); POS-guided word swaps and more than 4 drafts a sentence; tuning the CNN or the BiLSTM on "
+    "its own (both ran the DAN's choices untuned: sections above); a choice over several dev seeds; `make run` "
+    "and the served models are unchanged (sentence-level sst2).",
     "- Order of the work: the schedule grid grew in two steps (6, then 8, then 9 schedules) as lower peaks kept "
     "winning; the teacher's re-trainings ran at the first winner (`-r3-h0.0003-l1e-05`) and again at the final "
     "one. A fresh `run` re-creates the final choices (the cells are deterministic on one thread) but not the "
