@@ -6,7 +6,7 @@ the offload thresholds, timed in one process.
 A request with fewer than `offload_min_texts` texts and fewer than `offload_min_chars` characters of text in all
 is tokenized and run on the event loop (service/classify.py); anything more goes to the worker thread. This
 times exactly that work (`Tokenizer.encode_batch` + the onnxruntime run, one intra-op thread, CPU time of this
-thread) for inputs shaped to cost the most per character at the bound: the texts spread over 1 to 63 requests'
+process per call) for inputs shaped to cost the most per character at the bound: the texts spread over 1 to 63 requests'
 worth of texts, filled with words, with punctuation (one token per character pair) or with contractions (each
 "don't" a contraction pass and two tokens), and real SST-2 sentences for scale. The thresholds are read from
 service.config.Settings, so the table follows the defaults.
@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
+from bench.serve import cpu_us
 from bench.stages import splice as _splice
 from service.config import Settings
 from slimtext.data import datasets_root, read_examples
@@ -39,14 +38,11 @@ def at_the_bound(filler: str, n_texts: int, max_chars: int) -> list[str]:
 
 
 def cpu_ms(model: OnnxClassifier, texts: list[str], repeat: int) -> float:
-    """Median CPU time of this thread, in ms, for tokenize + onnxruntime over `repeat` calls (after one warm-up)."""
-    def once() -> float:
-        t0 = time.thread_time()
+    """CPU ms per call of tokenize + onnxruntime (bench.serve.cpu_us: process time, a tenth of the calls to warm up)."""
+    def once() -> None:
         ids, lengths = model.tokenizer.encode_batch(texts)
         model.probabilities(ids, lengths)
-        return (time.thread_time() - t0) * 1e3
-    once()
-    return statistics.median(once() for _ in range(repeat))
+    return cpu_us(once, repeat) / 1e3
 
 
 PREVIOUS = (8, 16_384)  # the defaults until 2026-12-07: fewer than 8 texts (and a body under 16 KiB) on the loop
@@ -92,7 +88,7 @@ def render(rows: list[dict], previous: list[dict], settings: Settings, repeat: i
         f"load average {os.getloadavg()[0]:.2f}). Requests with fewer than {settings.offload_min_texts} texts and "
         f"fewer than {settings.offload_min_chars:,} characters of text run on the event loop "
         "(`SLIMTEXT_OFFLOAD_MIN_TEXTS`, `SLIMTEXT_OFFLOAD_MIN_CHARS`); the rest go to the worker thread. CPU time "
-        f"of tokenize + onnxruntime (1 intra-op thread), median of {repeat} calls, for inputs at that bound.",
+        f"of tokenize + onnxruntime (1 intra-op thread), mean of {repeat} calls, for inputs at that bound.",
         "",
         *table(rows),
         "",
@@ -115,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
     p.add_argument("--data-root", type=Path, default=None, help="dataset root (default: $SLIMTEXT_DATASETS, "
                    "else ../shared/datasets)")
-    p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "tail.md", help="splice the table in here")
     args = p.parse_args(argv)
     settings = Settings(models_dir=args.models_dir)

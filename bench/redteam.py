@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import redteam_bounds as rb
+from bench.loop_bound import FILLERS, at_the_bound
 from bench.server import LOOPBACK, ROOT, UvicornServer, free_port
+from service.config import Settings
 
 PROBE_EVERY_S, PROBE_TIMEOUT_S = 0.25, 3.0
 HEAVY_TEXTS = ["!" * 4000] * 256  # max texts at 4,000 characters each: ~1 MB, under max_body_bytes
-# just under the event loop's bound (fewer than 64 texts and 4,096 characters run on the loop, service/config.py):
-# contractions, the costliest text per character measured (each "don't" is a contraction pass and two tokens)
-ON_LOOP_TEXTS = [("don't " * 21)[:127]] * 32  # 32 x 127 = 4,064 characters
+# just under the event loop's bound (fewer than offload_min_texts texts and offload_min_chars characters run on the
+# loop): contractions, the costliest text per character measured (bench/loop_bound.py); 32 x 127 = 4,064 characters
+ON_LOOP_TEXTS = at_the_bound(FILLERS["contractions"], 32, Settings.model_fields["offload_min_chars"].default)
 MARK_START, MARK_END = "<!-- redteam:start -->", "<!-- redteam:end -->"
 
 
@@ -299,7 +301,7 @@ def cases(quick: bool) -> list[Case]:
         Case("conns_512", "512 connections sending ~1 MB CPU-heavy requests for 10 s", load_requests,
              {"body": heavy, "clients": 512, "seconds": 10 * s}),
         Case("on_loop_64", "64 clients looping the costliest request the event loop runs itself (32 texts, "
-             "4,064 characters of contractions) for 10 s", load_requests,
+             f"{sum(map(len, ON_LOOP_TEXTS)):,} characters of contractions) for 10 s", load_requests,
              {"body": json.dumps({"texts": ON_LOOP_TEXTS}).encode(), "clients": 64, "seconds": 10 * s}),
         Case("idle_slow", "200 idle + 50 slow-header (1 byte/s) connections for 14 s", load_idle,
              {"idle": 200, "slow": 50, "seconds": 14}),

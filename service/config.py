@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default=4096, ge=0,
         description="requests with this many characters of text in all are tokenized and run in a worker thread; "
                     "below both thresholds a request runs on the event loop (at most 1.2-2.0 ms of CPU measured here, "
-                    "for contraction-heavy text; 32 SST-2 sentences 0.4-0.7 ms; handing those to the thread cost a "
+                    "for contraction-heavy text; 32 SST-2 sentences 0.4-0.75 ms; handing those to the thread cost a "
                     "third of their texts/s: docs/tail.md, python -m bench.loop_bound)")
     # reliability (service/admission.py, service/offload.py, service/protocol.py)
     offload_min_body_bytes: int = Field(default=16_384, ge=0,
