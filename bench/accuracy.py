@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = args.out or ROOT / "docs" / f"accuracy-{args.dataset}.md"
 
+    method = args.method or default_method(args.dataset, args.vectors)
     manifests: dict[int, dict[str, Manifest]] = {}
     seconds: dict[int, float] = {}
     for seed in args.seeds:
-        folder = args.runs / f"{args.vectors}-{args.method or 'default'}" / f"seed{seed}"
+        folder = args.runs / f"{args.vectors}-{method}" / f"seed{seed}"  # a changed default recipe runs anew
         names = {k: f"{args.dataset}-dan-{k}" for k in KINDS}
         if not all((folder / n / "manifest.json").exists() for n in names.values()):
             t0 = time.monotonic()
@@ -92,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+def default_method(dataset: str, vectors: str) -> str:
+    """The method `training run --dataset D --vectors V` picks when it is given none (training/recipe.py)."""
+    from training.recipe import choose
+    from training.workbench import DataConfig
+
+    return choose(DataConfig(dataset=dataset, vectors=vectors), "dan").method
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+PT_DATA = "phrases-pt"  # accuracy-phrases.csv rows whose teacher was fine-tuned on the phrases (column `teacher`)
 SWEEP_CSV, DISTILL_CSV, PHRASES_CSV = "results-d300.csv", "distill-pilot.csv", "accuracy-phrases.csv"
 TEACHER_CSV, FASTTEXT_CSV, LATENCY_CSV = "teacher.csv", "fasttext.csv", "accuracy-latency.csv"
 DOC, PLOT = "accuracy.md", "accuracy_vs_bytes.png"
@@ -277,10 +278,14 @@ def phrase_systems(rows: list[dict[str, str]]) -> list[System]:
     per (data, model, with/without the teacher): full, int8, the dev-chosen lowrank recipe and its + int8 copy.
     Bytes: the CSV's model_bytes (recorded for every row, lowrank + int8 included)."""
     out = []
-    data_names = {"phrases": "phrases", "augmented": "phrases + aug."}
+    data_names = {"phrases": "phrases", "augmented": "phrases + aug.", PT_DATA: "phrases, phrase teacher"}
+
+    def data_of(r: dict[str, str]) -> str:  # the cells with the teacher fine-tuned on the phrases: their own family
+        return PT_DATA if r.get("teacher") == "sst2-phrases" else r["data"]
+
     for data, dname in data_names.items():
         for arch in ARCHS:
-            mine = [r for r in rows if r["data"] == data and r["model"] == arch]
+            mine = [r for r in rows if data_of(r) == data and r["model"] == arch]
             if not mine:
                 continue
             fam = f"{ARCH_NAMES[arch]}, {dname}"
@@ -302,7 +307,8 @@ def phrase_systems(rows: list[dict[str, str]]) -> list[System]:
                         made[variant] = _system("sst2", fam, variant, teacher, g, PHRASES_CSV,
                                                 int(g.rows[0]["model_bytes"]), (shape, arch, variant), arch)
                 if low_g:
-                    q = all_groups.get(f"{low_g.method}+int8")
+                    # the served format (every weight matrix int8) where it ran, else the factors-only copy
+                    q = all_groups.get(f"{low_g.method}+int8-model") or all_groups.get(f"{low_g.method}+int8")
                     made["lowrank"] = _system("sst2", fam, "lowrank", teacher, low_g, PHRASES_CSV,
                                               int(low_g.rows[0]["model_bytes"]), (shape, arch, "lowrank"), arch)
                     made["lowrank+int8"] = _system("sst2", fam, "lowrank+int8", teacher, q, PHRASES_CSV,
@@ -320,12 +326,20 @@ def phrase_systems(rows: list[dict[str, str]]) -> list[System]:
 
 
 def teacher_system(rows: list[dict[str, str]], ds: str) -> list[System]:
+    """The dataset's teacher; for SST-2 also the one fine-tuned on the phrases (teacher.csv's `sst2-phrases`)."""
     r = next((r for r in rows if r["dataset"] == ds), None)
     if r is None:
         return [System(ds, "MiniLM teacher", "teacher", False, source=TEACHER_CSV, note="no row in teacher.csv")]
-    return [System(ds, "MiniLM teacher", "teacher", False, "all-MiniLM-L6-v2 fine-tuned", 1, 100 * float(r["dev_acc"]),
-                   100 * float(r["test_acc"]), int(r["weights_file_bytes"]) if r.get("weights_file_bytes") else None,
-                   us=_f(r.get("latency_b1_us")), source=TEACHER_CSV)]
+    out = [System(ds, "MiniLM teacher", "teacher", False, "all-MiniLM-L6-v2 fine-tuned", 1, 100 * float(r["dev_acc"]),
+                  100 * float(r["test_acc"]), int(r["weights_file_bytes"]) if r.get("weights_file_bytes") else None,
+                  us=_f(r.get("latency_b1_us")), source=TEACHER_CSV)]
+    pt = next((r for r in rows if r["dataset"] == f"{ds}-phrases"), None)
+    if pt is not None:
+        out.append(System(ds, "MiniLM teacher, phrases", "teacher", False, "all-MiniLM-L6-v2 fine-tuned on the "
+                          "phrases", 1, 100 * float(pt["dev_acc"]), 100 * float(pt["test_acc"]),
+                          int(pt["weights_file_bytes"]) if pt.get("weights_file_bytes") else None,
+                          us=_f(pt.get("latency_b1_us")), source=TEACHER_CSV))
+    return out
 
 
 def fasttext_systems(rows: list[dict[str, str]], ds: str) -> list[System]:
@@ -473,7 +487,7 @@ def _us(x: float | None) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
-DATA_NAMES = ("", "phrases", "phrases + aug.")
+DATA_NAMES = ("", "phrases", "phrases + aug.", "phrases, phrase teacher")
 
 
 def _order(s: System) -> tuple:
@@ -527,7 +541,9 @@ def plot(by_ds: dict[str, list[System]], path: Path) -> None:
 
     colors = {"DAN": "tab:blue", "CNN": "tab:orange", "BiLSTM": "tab:green", "DAN, phrases": "tab:purple",
               "CNN, phrases": "tab:brown", "DAN, phrases + aug.": "tab:pink", "CNN, phrases + aug.": "tab:olive",
-              "BiLSTM, phrases": "tab:cyan", "MiniLM teacher": "tab:red", "fastText d50": "0.45",
+              "BiLSTM, phrases": "tab:cyan", "DAN, phrases, phrase teacher": "navy",
+              "BiLSTM, phrases, phrase teacher": "darkgreen", "MiniLM teacher": "tab:red",
+              "MiniLM teacher, phrases": "darkred", "fastText d50": "0.45",
               "fastText d100": "0.15"}
     markers = {"full": "o", "int8": "^", "lowrank": "s", "lowrank+int8": "D", "teacher": "*", ".bin": "p",
                ".ftz": "v"}
@@ -622,7 +638,9 @@ def render(docs: Path = DOCS, out: Path | None = None, plot_path: Path | None = 
         "recorded rank, the architecture): latency does not depend on the weights' values. `int8` rows were timed "
         "on the served int8 format (`int8-weights-per-row`: every weight matrix int8, dequantized in the graph, "
         "`training.onnx_export.quantize_int8_weights`), which stores more of the model as int8 than the sweep's "
-        "`int8` (embedding only) whose bytes and accuracy are shown (the timed file is smaller: latency table). "
+        "`int8` (embedding only) whose bytes and accuracy are shown (the timed file is smaller: latency table); "
+        "where a recipe's `+int8-model` copy ran (every weight matrix int8, as served and timed), its lowrank + int8 "
+        "row is that copy, else the factors-only `+int8`. "
         "Check of the shapes: each export has the recorded parameter count, and the SST-2 DAN's fp32 and int8 "
         "files are byte for byte as large as the trained ones in docs/accuracy-sst2.md. Teacher: `latency_b1_us` "
         "from teacher.csv (PyTorch, "

@@ -6,9 +6,9 @@ cells' JSON.
     nice -n 19 .venv/bin/python -m bench.accuracy_phrases run      # resumable: a cell whose JSON exists is skipped
     .venv/bin/python -m bench.accuracy_phrases report
 
-One process, one torch thread, one cell at a time; cells in `runs/accuracy-phrases/<s|aug-s|cnn-s|bilstm-s><seed>/`,
-models cached beside them. Stages (`run --stages ...`, default all, in order; `--seeds` for `seeds`, `cnn`, `bilstm`,
-`today`):
+One process, one torch thread, one cell at a time; cells in
+`runs/accuracy-phrases/<s|aug-s|cnn-s|bilstm-s|pt-s|bilstm-pt-s><seed>/`, models cached beside them. Stages
+(`run --stages ...`, default all, in order; `--seeds` for `seeds`, `cnn`, `bilstm`, `today`, `pt-*`):
 
 - `base`:     seed 0: `full` (the DAN's first training: `training/grids/sst2-phrases.json`, 6 epochs) and
               `online-nowd-pure` (today's sentence-level recipe: 15 CALR epochs, soft targets of the full DAN);
@@ -21,7 +21,10 @@ models cached beside them. Stages (`run --stages ...`, default all, in order; `-
 - `cnn`:      the Kim CNN with the DAN's choices (untuned), seed 0 then the seeds;
 - `bilstm`:   the BiLSTM with the same methods (untuned), the seeds asked for (one process per seed can run them
               side by side);
-- `today`:    today's sentence-level recipe `online-nowd-pure` over the seeds (a reference).
+- `today`:    today's sentence-level recipe `online-nowd-pure` over the seeds (a reference);
+- `pt-dan`, `pt-bilstm`: the DAN's and the BiLSTM's teacher recipes (PT_DAN_METHODS, PT_BILSTM_METHODS) with the
+              teacher fine-tuned on the phrases themselves (`python -m training teacher --dataset sst2-phrases`;
+              refused without its cache), the seeds asked for; cells in `pt-s<seed>/`, `bilstm-pt-s<seed>/`.
 
 The teacher-labelled augmented set and its cells: bench/accuracy_phrases_augment.py.
 """
@@ -43,6 +46,7 @@ from bench.stages import splice
 from training.checkpoint import write_json
 from training.methods import METHODS, PHRASE_SCHEDULES, PHRASE_TEACHER_GRID, evaluate, factorized, schedule_tag
 from training.sweep import SweepConfig
+from training.teacher_logits import cache_path, cache_source
 from training.train import FitConfig, accuracy
 from training.workbench import DataConfig, Workbench
 
@@ -54,14 +58,31 @@ DOC = ROOT / "docs" / "accuracy-phrases.md"
 GRID = ROOT / "training" / "grids" / "sst2-phrases.json"  # the first training on the phrases comes from here
 P = 0.9
 SEEDS = (0, 1, 2)
-STAGES = ("base", "sched", "teacher", "seeds", "cnn", "bilstm", "today")
+STAGES = ("base", "sched", "teacher", "seeds", "cnn", "bilstm", "today", "pt-dan", "pt-bilstm")
 CNN, BILSTM = "cnn-s", "bilstm-s"  # the CNN's and the BiLSTM's cells (the DAN's methods, untuned)
 BILSTM_START, BILSTM_END = "<!-- bilstm:start -->", "<!-- bilstm:end -->"  # its section (`merge` rewrites it)
 CNN_METHODS = [m for low in ("online-pure-r2-h0.0001-l1e-05", "teacher-retrain-online-r2-h0.0001-l1e-05-a0.5-t2")
                for m in (low, f"{low}+int8")]
 CNN_METHODS[:0] = ["full", "int8"]
-COLUMNS = ["dataset", "model", "data", "seed", "method", "kind", "alpha", "temperature", "phases", "schedule", "rank",
-           "dev_acc", "test_acc", "noretrain_dev_acc", "best_epoch", "model_bytes", "params", "seconds"]
+# the teacher fine-tuned on the phrases themselves (`training teacher --dataset sst2-phrases`: its own cache,
+# training/teacher_cache/sst2-phrases.npz) and the cells that learn from it; the cells above read sst2's teacher
+# (fine-tuned on the 6,920 sentences; its `phrases` split)
+PT, BILSTM_PT = "pt-s", "bilstm-pt-s"
+PT_START, PT_END = "<!-- phrase-teacher:start -->", "<!-- phrase-teacher:end -->"
+PT_DAN_METHODS = [m for a in ("a0.5", "a1")
+                  for low in (f"teacher-retrain-online-nowd-r3-h0.0001-l1e-05-{a}-t2",
+                              f"teacher-first-online-nowd-pure-r3-h0.0001-l1e-05-{a}-t2",
+                              f"teacher-online-nowd-r3-h0.0001-l1e-05-{a}-t2", f"teacher-full-{a}-t2")
+                  for m in (low, f"{low}+int8")]
+PT_BILSTM_METHODS = [m for low in ("teacher-retrain-online-r2-h0.0001-l1e-05-a0.5-t2", "teacher-full-a0.5-t2",
+                                   "teacher-first-online-pure-r2-h0.0001-l1e-05-a0.5-t2",
+                                   "teacher-online-r2-h0.0001-l1e-05-a0.5-t2", "teacher-full-a1-t2",
+                                   "teacher-online-r2-h0.0001-l1e-05-a1-t2", "teacher-online-r4-h0.0001-l1e-05-a1-t2",
+                                   "teacher-full-a1-t4", "teacher-online-r4-h0.0001-l1e-05-a1-t4")
+                     for m in (low, f"{low}+int8")] + ["teacher-online-r4-h0.0001-l1e-05-a1-t2+int8-model"]
+COLUMNS = ["dataset", "model", "data", "seed", "method", "kind", "alpha", "temperature", "phases", "teacher",
+           "schedule", "rank", "dev_acc", "test_acc", "noretrain_dev_acc", "best_epoch", "model_bytes", "params",
+           "seconds"]
 
 
 def tag(alpha: float, t: float) -> str:
@@ -173,6 +194,8 @@ class Runner:
             epochs.clear()
             result = evaluate(bench, method, P if method.uses_reduction else None)
             result["dev_by_epoch"] = [list(e) for e in epochs]
+            if phases(method) != "none":  # whose logits: sst2's teacher or the phrases' own
+                result["teacher"] = cache_source(self.task.folder.name, "train", self.teacher_dir)[0]
             if method.retrains and method.low_rank:  # what the factors score before re-training (dev only)
                 result["noretrain_dev_acc"] = accuracy(factorized(bench, method, P), self.task.dev)
             write_json(cell_path(seed, name, self.prefix), result)
@@ -239,6 +262,16 @@ def run(stages: list[str], seeds: tuple[int, ...]) -> None:
     if "today" in stages:  # today's sentence-level re-training recipe on the phrases, over the seeds (a reference)
         for seed in seeds:
             r.cells(seed, ["online-nowd-pure"])
+    for stage, prefix, arch, methods in (("pt-dan", PT, "dan", PT_DAN_METHODS),
+                                         ("pt-bilstm", BILSTM_PT, "bilstm", PT_BILSTM_METHODS)):
+        if stage in stages:
+            own = cache_source(DATASET, "train")
+            if own != (DATASET, "train"):
+                raise FileNotFoundError(f"{cache_path(DATASET)}: no teacher fine-tuned on the phrases; run "
+                                        f"`python -m training teacher --dataset {DATASET}` first")
+            pt = Runner(log, prefix=prefix, arch=arch)
+            for seed in seeds:
+                pt.cells(seed, methods)
     log_file.close()
 
 
@@ -251,8 +284,8 @@ def phases(m) -> str:
 
 def rows() -> list[dict[str, Any]]:
     out = []
-    for path in sorted([*RUNS.glob("s*/*.json"), *RUNS.glob(f"{AUG}*/*.json"), *RUNS.glob(f"{CNN}*/*.json"),
-                          *RUNS.glob(f"{BILSTM}*/*.json")]):
+    prefixes = ("s", AUG, CNN, BILSTM, PT, BILSTM_PT)
+    for path in sorted(p for prefix in prefixes for p in RUNS.glob(f"{prefix}*/*.json")):
         r = json.loads(path.read_text())
         m = METHODS[r["method"]]
         kd = m.retrain if m.retrain.get("distill_from") == "teacher" else m.train
@@ -266,7 +299,8 @@ def rows() -> list[dict[str, Any]]:
                     "data": "augmented" if path.parent.name.startswith(AUG) else "phrases",
                     "seed": r["seed"], "method": r["method"], "kind": m.kind,
                     "alpha": kd.get("distill_alpha", ""), "temperature": kd.get("distill_temperature", ""),
-                    "phases": phases(m), "schedule": sched, "rank": r["rank"] or "",
+                    "phases": phases(m), "teacher": r.get("teacher", "sst2" if phases(m) != "none" else ""),
+                    "schedule": sched, "rank": r["rank"] or "",
                     "dev_acc": round(100 * r["dev_acc"], 2), "test_acc": round(100 * r["test_acc"], 2),
                     "noretrain_dev_acc": round(100 * r["noretrain_dev_acc"], 2) if "noretrain_dev_acc" in r else "",
                     "best_epoch": 1 + hist.index(max(hist)) if hist else "",
@@ -301,7 +335,7 @@ def teacher_on_phrases() -> dict[str, Any]:
 
     from bench.distill_pilot import teacher_numbers
     from slimtext.data import datasets_root, read_examples, split_path
-    from training.teacher import cache_path
+    from training.teacher_logits import cache_path
 
     out = teacher_numbers("sst2")
     with np.load(cache_path("sst2"), allow_pickle=False) as z:
@@ -343,10 +377,12 @@ def report() -> None:
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows(everything)
-    data = [r for r in everything if r["data"] == "phrases" and r["model"] == "dan"]
-    augmented = [r for r in everything if r["data"] == "augmented"]
-    cnn = [r for r in everything if r["model"] == "cnn"]
-    bilstm = [r for r in everything if r["model"] == "bilstm"]
+    pt = [r for r in everything if r["teacher"] == DATASET]
+    mine = [r for r in everything if r["teacher"] != DATASET]  # sst2's teacher, or none
+    data = [r for r in mine if r["data"] == "phrases" and r["model"] == "dan"]
+    augmented = [r for r in mine if r["data"] == "augmented"]
+    cnn = [r for r in mine if r["model"] == "cnn"]
+    bilstm = [r for r in mine if r["model"] == "bilstm"]
     s0 = [r for r in data if r["seed"] == 0]
     sched, plain, teach, tfull = chosen_schedule(), chosen_plain(), chosen_teacher(), chosen_teacher_full()
     anchor = sentence_anchor()
@@ -362,7 +398,7 @@ def report() -> None:
              " Lowrank = online SVD at p = 0.9 (k = 29) + CALR re-training without word dropout, best dev epoch kept. "
              "With the teacher: loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE, the teacher's "
              "logits for the phrases read from `training/teacher_cache/sst2.npz` split `phrases` (matched to "
-             "`sst2-phrases/train.tsv` by sha256; `training.teacher.cache_source`). int8 = the embedding rows "
+             "`sst2-phrases/train.tsv` by sha256; `training.teacher_logits.cache_source`). int8 = the embedding rows "
              "stored as int8 (one scale a row; `int8` / `+int8` as in the d = 300 sweep); lowrank + int8 = the "
              "factors so stored. bytes = parameter bytes (fp32, or as stored where quantized). Accuracy in %; "
              "seconds = wall time of the cell's own training + evaluation (a lowrank or int8 cell re-uses its full "
@@ -469,7 +505,10 @@ def report() -> None:
         lines += ["", *pilot_section(cnn, "cnn")]
     if bilstm:
         lines += ["", BILSTM_START, *pilot_section(bilstm, "bilstm"), BILSTM_END]
-    parts = (("DAN on the phrases", data), ("DAN on the augmented set", augmented), ("CNN", cnn), ("BiLSTM", bilstm))
+    if pt:
+        lines += ["", PT_START, *phrase_teacher_section(pt, mine), PT_END]
+    parts = (("DAN on the phrases", data), ("DAN on the augmented set", augmented), ("CNN", cnn), ("BiLSTM", bilstm),
+             ("with the phrase-level teacher", pt))
     total = {name: sum(float(r["seconds"] or 0) for r in part) for name, part in parts}
     lines += ["", f"Wall time of the {len(everything)} cells: " + ", ".join(
         f"{name} {total[name] / 60:.1f} min ({len(part)} cells)" for name, part in parts if part)
@@ -482,7 +521,7 @@ def report() -> None:
 
 def augmented_section(data: list[dict[str, Any]], augmented: list[dict[str, Any]]) -> list[str]:
     """The same methods on the phrases + the teacher-labelled augmented texts, against the phrases alone."""
-    from training.teacher import cache_meta
+    from training.teacher_logits import cache_meta
 
     AUG_PER_SENTENCE, NAME, P_MASK, P_NGRAM = augment.AUG_PER_SENTENCE, augment.NAME, augment.P_MASK, augment.P_NGRAM
     try:
@@ -544,6 +583,40 @@ def pilot_section(cells: list[dict[str, Any]], arch: str) -> list[str]:
     return lines
 
 
+def phrase_teacher_section(cells: list[dict[str, Any]], others: list[dict[str, Any]]) -> list[str]:
+    """The cells that learn from the teacher fine-tuned on the phrases, per architecture, with the same methods'
+    cells from sst2's teacher (fine-tuned on the sentences) beside them where they ran."""
+    lines = ["## The teacher fine-tuned on the phrases", "",
+             "`python -m training teacher --dataset sst2-phrases --epochs 1`: MiniLM fine-tuned on the 67,398 "
+             "phrases instead of the 6,920 sentences (its own cache, `training/teacher_cache/sst2-phrases.npz`, "
+             "read in place of sst2's `phrases` split: `training.teacher_logits.cache_source`; figures in "
+             "[teacher.md](teacher.md)). Students: the DAN with the teacher recipes of the sections above at the "
+             "chosen schedule (alpha 0.5, T 2), the BiLSTM with its section's 2-epoch re-training, the teacher in "
+             "the re-training only (`teacher-retrain-*`, from the plain full model), in the first training only "
+             "(`teacher-first-*-pure-*`: re-trained on its own soft targets) or in both (`teacher-online-*`).", ""]
+    for arch in ("dan", "bilstm"):
+        mine = [r for r in cells if r["model"] == arch]
+        if not mine:
+            continue
+        methods = list(dict.fromkeys(r["method"] for r in sorted(mine, key=lambda r: (r["kind"] != "full",
+                                                                                      r["method"]))))
+        before = [r for r in others if r["model"] == arch and r["method"] in methods]
+        lines += [f"### {PILOT_TITLES.get(arch, 'The DAN')}", "",
+                  *seed_table(mine, [("phrase-level teacher", [(_variant(m), m) for m in methods])]), ""]
+        if before:
+            lines += ["The same methods with sst2's teacher (fine-tuned on the sentences), where they ran:", "",
+                      *seed_table(before, [("sentence-level teacher", [(_variant(m), m) for m in methods])]), ""]
+    return lines
+
+
+def _variant(method: str) -> str:
+    m = METHODS[method]
+    name = "full" if m.kind in ("full", "quant") else "lowrank"
+    if not m.bits:
+        return name
+    return f"{name} + int8" + (" (every weight matrix)" if m.scope == "model" else "")
+
+
 NOTES = [
     "## What was tried, what missed, what was not tried", "",
     "- Tried (seed 0, chosen on dev): today's re-training recipe (15 CALR epochs peaking at 3e-3) loses about "
@@ -587,23 +660,40 @@ def merge() -> None:
     """For a machine that holds only some of the cells (runs/ is not in git): the cells here added to, or replacing
     their rows in, the committed CSV (every other row kept as recorded), and the BiLSTM's section of the page
     rewritten from its cells. `report` needs every cell, for the choices made on seed 0's dev."""
-    def key(r: dict[str, Any]) -> tuple[str, str, str, str]:
-        return r["model"], r["data"], str(r["seed"]), r["method"]
+    def key(r: dict[str, Any]) -> tuple[str, str, str, str, str]:
+        return r["model"], r["data"], str(r["seed"]), r["method"], r["teacher"]
 
     with open(CSV, encoding="utf-8", newline="") as f:
-        merged = {key(r): r for r in csv.DictReader(f)}
+        old = list(csv.DictReader(f))
+    for r in old:  # a CSV from before the phrase-level teacher: its teacher cells read sst2's teacher
+        if not r.get("teacher"):
+            r["teacher"] = "sst2" if r["phases"] not in ("", "none") else ""
+    merged = {key(r): r for r in old}
     here = rows()
     merged.update((key(r), r) for r in here)
     with open(CSV, "w", encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()
-        w.writerows(sorted(merged.values(), key=lambda r: (r["model"], r["data"] != "phrases", int(r["seed"]),
-                                                           r["method"])))
-    bilstm = [r for r in here if r["model"] == "bilstm"]
+        w.writerows(sorted(merged.values(), key=lambda r: (r["model"], r["data"] != "phrases", r["teacher"],
+                                                           int(r["seed"]), r["method"])))
+    bilstm = [r for r in here if r["model"] == "bilstm" and r["teacher"] != DATASET]
     if bilstm:
         splice(DOC, "\n".join(pilot_section(bilstm, "bilstm")), BILSTM_START, BILSTM_END)
+    pt = [r for r in here if r["teacher"] == DATASET]
+    if pt:
+        others = [{**r, "dev_acc": float(r["dev_acc"]), "test_acc": float(r["test_acc"]), "seed": int(r["seed"]),
+                   "seconds": float(r["seconds"] or 0), "model_bytes": int(r["model_bytes"])}
+                  for r in merged.values() if r["teacher"] != DATASET and r["data"] == "phrases"]
+        text = "\n".join(phrase_teacher_section(pt, others))
+        if PT_START in DOC.read_text(encoding="utf-8"):
+            splice(DOC, text, PT_START, PT_END)
+        else:  # the first time: the section goes after the BiLSTM's
+            page = DOC.read_text(encoding="utf-8")
+            DOC.write_text(page.replace(BILSTM_END, f"{BILSTM_END}\n\n{PT_START}\n{text}\n{PT_END}", 1),
+                           encoding="utf-8")
     print(f"merged {len(here)} cells into {CSV} ({len(merged)} rows)" + (f"; {DOC}: the BiLSTM's section" if bilstm
-                                                                          else ""))
+                                                                          else "") + ("; the phrase-level teacher's"
+                                                                                      " section" if pt else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from slimtext.data import datasets_root, read_examples, split_path
 from training.spacy_vectors import cache_dir, sha256_of
-from training.teacher import cache_path, load_teacher_logits, write_cache
+from training.teacher_logits import cache_path, load_teacher_logits, write_cache
 
 NAME = "sst2-phrases-aug"
 AUG_PER_SENTENCE = 4

@@ -40,7 +40,7 @@ import torch
 from slimtext.data import datasets_root, read_examples, split_path
 from training.checkpoint import write_json
 from training.methods import METHODS, TEACHER_GRID, evaluate
-from training.teacher import cache_meta, cache_path
+from training.teacher_logits import cache_meta, cache_path
 from training.train import FitConfig
 from training.workbench import DataConfig, Workbench
 

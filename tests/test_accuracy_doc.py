@@ -113,3 +113,41 @@ def test_the_dev_rule_prefers_more_seeds_then_dev_then_the_default_recipe():
 def test_fasttext_quantization_settings_are_read_from_its_page():
     settings = fasttext_quant_settings(DOCS / "fasttext.md")
     assert len(settings) == 10 and settings[("trec", 50)] == (False, 10_000)
+
+
+def test_cells_of_the_phrase_level_teacher_are_a_family_of_their_own():
+    """Cells with the same method names but different teachers (the `teacher` column of accuracy-phrases.csv) are
+    never averaged together: the phrase-level teacher's cells get their own rows."""
+    from bench.accuracy_doc import phrase_systems
+
+    def row(seed: int, method: str, kind: str, teacher: str, test: float) -> dict[str, str]:
+        return {"model": "dan", "data": "phrases", "seed": str(seed), "method": method, "kind": kind,
+                "phases": "first" if teacher else "none", "teacher": teacher, "dev_acc": str(test),
+                "test_acc": str(test), "model_bytes": "1000"}
+
+    rows = [row(s, "teacher-full-a0.5-t2", "full", t, acc) for s in range(3)
+            for t, acc in (("sst2", 80.0), ("sst2-phrases", 90.0))]
+    by_family = {(s.family, s.variant): s for s in phrase_systems(rows) if s.test is not None}
+    assert by_family[("DAN, phrases", "full")].test == 80.0
+    assert by_family[("DAN, phrases, phrase teacher", "full")].test == 90.0
+    assert by_family[("DAN, phrases, phrase teacher", "full")].seeds == 3
+
+
+def test_lowrank_int8_is_the_served_format_where_it_ran():
+    """A recipe's `+int8-model` copy (every weight matrix int8: what the service serves and what was timed) is its
+    lowrank + int8 row where it ran, whatever the factors-only `+int8` copy scored; else the `+int8` copy."""
+    from bench.accuracy_doc import phrase_systems
+
+    def row(seed: int, method: str, kind: str, dev: float, nbytes: int) -> dict[str, str]:
+        return {"model": "bilstm", "data": "phrases", "seed": str(seed), "method": method, "kind": kind,
+                "phases": "first+calr", "teacher": "sst2-phrases", "dev_acc": str(dev), "test_acc": str(dev),
+                "model_bytes": str(nbytes), "rank": "29"}
+
+    low = "teacher-online-r4-h0.0001-l1e-05-a1-t2"
+    rows = [r for s in range(3) for r in (row(s, low, "online", 86.0, 3_000_000),
+                                          row(s, f"{low}+int8", "online_quant", 86.1, 1_700_000))]
+    got = {x.variant: x for x in phrase_systems(rows)}["lowrank+int8"]
+    assert (got.method, got.bytes) == (f"{low}+int8", 1_700_000)
+    rows += [row(s, f"{low}+int8-model", "online_quant", 85.9, 770_000) for s in range(3)]
+    got = {x.variant: x for x in phrase_systems(rows)}["lowrank+int8"]
+    assert (got.method, got.bytes) == (f"{low}+int8-model", 770_000)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from training.distill import check_distill, distill_loss, teacher_targets
 from training.methods import METHODS, Method, apply_method, evaluate
 from training.spacy_vectors import sha256_of
-from training.teacher import write_cache
+from training.teacher_logits import write_cache
 from training.train import FitConfig, fit, seed_everything
 from training.workbench import Task, Workbench
 
@@ -43,7 +43,7 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def _fake_cache(folder: Path, cache_dir: Path, labels: list[str] = ["neg", "pos"]) -> np.ndarray:  # noqa: B006
-    """A teacher cache in training.teacher's format for `folder`'s train split: confident, right logits."""
+    """A teacher cache in training.teacher_logits's format for `folder`'s train split: confident, right logits."""
     path = folder / "train.tsv"
     gold = [line.split("\t")[1] for line in path.read_text().splitlines()[1:]]
     rng = np.random.default_rng(3)

@@ -177,7 +177,11 @@ def test_what_a_method_is_served_as_is_said_by_the_method():
 
     assert METHODS[PHRASE_METHOD].served_as == "lowrank"  # `run`'s default on phrases is served as lowrank
     served = {m.name for m in METHODS.values() if m.served_as == "lowrank"}
-    assert served == {"online", "online-nowd", "online-nowd-pure", "online-nowd-pure-r3-h0.0001-l1e-05"}
+    assert served == {"online", "online-nowd", "online-nowd-pure", "online-nowd-pure-r3-h0.0001-l1e-05",
+                      "teacher-first-online-nowd-pure-r3-h0.0001-l1e-05-a0.5-t2"}
+    from training.recipe import PHRASE_TEACHER_METHOD
+
+    assert METHODS[PHRASE_TEACHER_METHOD].served_as == "lowrank"  # and with the phrases' own teacher
     assert RunConfig(method="online-nowd-pure").suffix == "lowrank"
     assert RunConfig(method="online-nowd-pure+int8").suffix == "online-nowd-pure-int8"
 

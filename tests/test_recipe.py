@@ -60,3 +60,23 @@ def test_make_run_passes_no_recipe_of_its_own():
                          capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if "-m training run" in x)
     assert "--method" not in line and "--epochs" not in line and "--vectors spacy300" in line
+
+
+def test_the_phrases_own_teacher_is_used_only_where_its_cache_matches_the_file(root, tmp_path):
+    """`run` distills from the teacher fine-tuned on the phrases when that teacher's cache was computed from this
+    very train file (sha256); with no cache, or one from another file, it falls back to the teacher-free recipe."""
+    import numpy as np
+
+    from training.recipe import PHRASE_TEACHER_METHOD
+    from training.spacy_vectors import sha256_of
+    from training.teacher_logits import cache_path, write_cache
+
+    cache = tmp_path / "cache"
+    assert choose(data(root), "dan", teacher_dir=cache).method == PHRASE_METHOD  # no cache at all
+    train = root / "sst2-phrases" / "train.tsv"
+    write_cache(cache_path("sst2-phrases", cache), ["neg", "pos"],
+                {"train": ("sst2-phrases/train.tsv", sha256_of(train), np.zeros((1, 2), np.float32))}, {})
+    assert choose(data(root), "dan", teacher_dir=cache).method == PHRASE_TEACHER_METHOD
+    assert choose(data(root), "dan", method="online", teacher_dir=cache).method == "online"  # explicit wins
+    train.write_text("label\ttext\npos\tgood\nneg\tbad\n")  # another file: the cache is stale
+    assert choose(data(root), "dan", teacher_dir=cache).method == PHRASE_METHOD

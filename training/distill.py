@@ -6,8 +6,8 @@ The soft targets are either the full model's logits (the re-training recipe's se
 `FitConfig.distill_from = "full"`) or a fine-tuned transformer's logits cached by `training teacher`
 (`distill_from = "teacher"`, read here with `teacher_targets`). A cached teacher is aligned to the
 training rows by the sha256 of the split file it was computed from: a missing or stale cache is refused.
-A dataset whose train file is another teacher's extra split (sst2-phrases/train: sst2.npz's `phrases`) reads
-it there (`training.teacher.cache_source`).
+A dataset without a cache of its own whose train file is another teacher's extra split (sst2-phrases/train:
+sst2.npz's `phrases`) reads it there (`training.teacher_logits.cache_source`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from slimtext.data import split_path
 from training.spacy_vectors import sha256_of
-from training.teacher import cache_path, cache_source, load_teacher_logits
+from training.teacher_logits import cache_path, cache_source, load_teacher_logits
 
 
 def check_distill(alpha: float, temperature: float) -> None:
@@ -53,7 +53,8 @@ def teacher_targets(dataset_dir: str | Path, split: str, labels: list[str], rows
     sha256); `rows` may be fewer than the file's (a `limit_train` run keeps the file's first rows)."""
     dataset_dir = Path(dataset_dir)
     path = split_path(dataset_dir, split)
-    dataset, cached_split = cache_source(dataset_dir.name, split)  # sst2-phrases/train: sst2.npz, split `phrases`
+    # sst2-phrases/train: its own cache where there is one, else sst2.npz's split `phrases`
+    dataset, cached_split = cache_source(dataset_dir.name, split, directory)
     try:
         logits, cached_labels = load_teacher_logits(dataset, cached_split, sha256_of(path), directory)
     except (FileNotFoundError, KeyError, ValueError) as e:

