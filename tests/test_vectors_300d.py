@@ -42,7 +42,7 @@ def tiny(tmp_path_factory):
 def test_run_at_d300_exports_full_lowrank_int8_and_records_the_vectors(tiny, tmp_path, capsys):
     root, folder, wheel = tiny
     recipe = "online-nowd-pure"  # run's own choice (training/recipe.py) for the DAN at d = 300 on sentences
-    out = tmp_path / "runs" / "spacy300-default" / "seed0"  # bench.accuracy's layout, no --method given
+    out = tmp_path / "runs" / f"spacy300-{recipe}" / "seed0"  # bench.accuracy's layout: the recipe run resolves
     rc = main(["run", "--data", str(folder), "--vectors", "spacy300", "--vectors-path", str(wheel),
                "--epochs", "2", "--retrain-epochs", "1", "--out", str(out), "--name", "tiny-dan",
                "--json", "--threads", "1"])
