@@ -229,7 +229,7 @@ def test_ctrl_c_cancels_the_clusters_tasks(cluster, tmp_path):
 
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "training", "sweep", "--datasets", "sst2", "--methods", "full",
-            "--seeds", "0", "1", "--epochs", "200", "--limit-train", "2000", "--out", str(out),
+            "--seeds", "0", "1", "--epochs", "20000", "--limit-train", "2000", "--out", str(out),
             "--backend", "ray", "--address", cluster["address"]]
     proc = subprocess.Popen(argv, cwd=ROOT, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
