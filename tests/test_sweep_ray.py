@@ -229,10 +229,12 @@ def test_ctrl_c_cancels_the_clusters_tasks(cluster, tmp_path):
 
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "training", "sweep", "--datasets", "sst2", "--methods", "full",
-            "--seeds", "0", "1", "--epochs", "20000", "--limit-train", "2000", "--out", str(out),
+            "--seeds", "0", "1", "--epochs", "200", "--limit-train", "2000", "--out", str(out),
             "--backend", "ray", "--address", cluster["address"]]
+    # SIGINT at its default in the child: a test run started in the background (`cmd &` in a script) hands its
+    # children an ignored SIGINT, and the sweep would then run to its end instead of being cancelled
     proc = subprocess.Popen(argv, cwd=ROOT, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ray.init(address=cluster["address"], log_to_driver=False)
     try:
         deadline = time.monotonic() + 120
