@@ -327,18 +327,18 @@ def phrase_systems(rows: list[dict[str, str]]) -> list[System]:
 
 def teacher_system(rows: list[dict[str, str]], ds: str) -> list[System]:
     """The dataset's teacher; for SST-2 also the one fine-tuned on the phrases (teacher.csv's `sst2-phrases`)."""
+    def system(r: dict[str, str], family: str, method: str) -> System:
+        return System(ds, family, "teacher", False, method, 1, 100 * float(r["dev_acc"]), 100 * float(r["test_acc"]),
+                      int(r["weights_file_bytes"]) if r.get("weights_file_bytes") else None,
+                      us=_f(r.get("latency_b1_us")), source=TEACHER_CSV)
+
     r = next((r for r in rows if r["dataset"] == ds), None)
     if r is None:
         return [System(ds, "MiniLM teacher", "teacher", False, source=TEACHER_CSV, note="no row in teacher.csv")]
-    out = [System(ds, "MiniLM teacher", "teacher", False, "all-MiniLM-L6-v2 fine-tuned", 1, 100 * float(r["dev_acc"]),
-                  100 * float(r["test_acc"]), int(r["weights_file_bytes"]) if r.get("weights_file_bytes") else None,
-                  us=_f(r.get("latency_b1_us")), source=TEACHER_CSV)]
+    out = [system(r, "MiniLM teacher", "all-MiniLM-L6-v2 fine-tuned")]
     pt = next((r for r in rows if r["dataset"] == f"{ds}-phrases"), None)
     if pt is not None:
-        out.append(System(ds, "MiniLM teacher, phrases", "teacher", False, "all-MiniLM-L6-v2 fine-tuned on the "
-                          "phrases", 1, 100 * float(pt["dev_acc"]), 100 * float(pt["test_acc"]),
-                          int(pt["weights_file_bytes"]) if pt.get("weights_file_bytes") else None,
-                          us=_f(pt.get("latency_b1_us")), source=TEACHER_CSV))
+        out.append(system(pt, "MiniLM teacher, phrases", "all-MiniLM-L6-v2 fine-tuned on the phrases"))
     return out
 
 

@@ -248,8 +248,10 @@ def _run(args) -> int:
     if recipe.data != _data_config(args):
         print(f"training on {recipe.data.dataset} (phrase-level labels; --phrases no: the sentences)", file=sys.stderr)
     if args.method is None and recipe.method.startswith("teacher-"):
+        from training.teacher_logits import cache_path
+
         print(f"distilling from the teacher fine-tuned on {recipe.data.dataset} (its cached logits, "
-              f"training/teacher_cache/{recipe.data.dataset}.npz): {recipe.method}", file=sys.stderr)
+              f"{cache_path(str(recipe.data.dataset))}): {recipe.method}", file=sys.stderr)
     cfg = RunConfig(data=recipe.data, model=args.model, method=recipe.method, reduction=args.reduction,
                     seed=args.seed, out_dir=args.out, name=recipe.name, int8=not args.no_int8, runs_dir=args.runs,
                     train=_epochs_of(args.model, "train", recipe.train_epochs),
