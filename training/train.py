@@ -97,6 +97,14 @@ def accuracy(model: nn.Module, data: Encoded) -> float:
     return float((predict_logits(model, data).argmax(1) == data.labels).float().mean())
 
 
+def adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam with the fused CPU kernel: one pass over each parameter instead of torch's per-op default
+    (`_single_tensor_adam`: sqrt, lerp, addcmul, addcdiv, each a pass). On the 14,758 x 300 embedding of the
+    SST-2 phrases that was 35 -> 3.6 ms a step, and half of `make run`'s training time; same update to float
+    rounding (tests/test_train.py)."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def make_optimizer(model: nn.Module, cfg: FitConfig, steps_per_epoch: int):
     """(optimizer, per-iteration scheduler or None) for cfg.schedule; frozen parameters are left out."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -104,9 +112,9 @@ def make_optimizer(model: nn.Module, cfg: FitConfig, steps_per_epoch: int):
     if cfg.schedule == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay), None
     if cfg.schedule == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), None
+        return adam(params, cfg.lr, cfg.weight_decay), None
     start = {"calr": cfg.lr_low, "cosine": cfg.lr_high, "onecycle": cfg.lr_high, "clr": cfg.lr_low}[cfg.schedule]
-    opt = torch.optim.Adam(params, lr=start, weight_decay=cfg.weight_decay)
+    opt = adam(params, start, cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "calr":
         return opt, CALR(opt, cfg.lr_low, cfg.lr_high, steps_per_epoch=steps_per_epoch,
