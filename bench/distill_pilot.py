@@ -60,7 +60,9 @@ KINDS = ("teacher-full", "teacher-online-nowd", "teacher-retrain-online-nowd", "
 ARCH_BASELINES = ("full", "online")
 ARCH_KINDS = ("teacher-full", "teacher-online", "teacher-retrain-online", "teacher-first-online")
 COLUMNS = ["dataset", "model", "seed", "method", "alpha", "temperature", "phases", "rank", "dev_acc", "test_acc",
-           "seconds", "source_same"]  # source_same (int8 copies): does the model it quantized score its fp32 row?
+           "seconds", "source_same", "model_bytes"]
+# source_same (int8 copies): does the model it quantized score its fp32 row? model_bytes: parameter bytes as stored
+# (empty for cells restored from a CSV that predates the column)
 
 
 def tag(alpha: float, t: float) -> str:
@@ -108,7 +110,9 @@ def restore_from_csv() -> int:
                               "method": row["method"], "rank": int(row["rank"]) if row["rank"] else None,
                               "dev_acc": float(row["dev_acc"]) / 100, "test_acc": float(row["test_acc"]) / 100,
                               "seconds": float(row["seconds"]) if row["seconds"] else None,
-                              "source_same": row.get("source_same", ""), "restored_from": "docs/distill-pilot.csv"})
+                              "source_same": row.get("source_same", ""),
+                              "model_bytes": int(row["model_bytes"]) if row.get("model_bytes") else None,
+                              "restored_from": "docs/distill-pilot.csv"})
             n += 1
     return n
 
@@ -212,7 +216,8 @@ def arch_seed_methods(choice: tuple[str, str], int8: bool) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def run(datasets: list[str], models: list[str], seeds: list[int], sst2_grid: bool, int8: bool) -> None:
+def run(datasets: list[str], models: list[str], seeds: list[int], sst2_grid: bool, int8: bool,
+        arch_setting: tuple[float, float] | None = None) -> None:
     torch.set_num_threads(1)
     RUNS.mkdir(parents=True, exist_ok=True)
     log_file = open(LOG, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
@@ -248,11 +253,12 @@ def run(datasets: list[str], models: list[str], seeds: list[int], sst2_grid: boo
             log(f"chosen on SST-2 dev: alpha {own[0]:g}, T {own[1]:g}")
             for seed in (0, *seeds):
                 run_cells("sst2", seed, [f"{m}{tag(*own)}" for m in KINDS], benches, log)
+    arch_pick = arch_setting or (alpha, t)
     for model in (m for m in models if m != "dan"):
-        names = register_arch_teacher(alpha, t)
+        names = register_arch_teacher(*arch_pick)
         for ds in ordered:
-            run_cells(ds, 0, [*ARCH_BASELINES, f"teacher-full{tag(alpha, t)}", *names], benches, log, model)
-            choice = chosen_arch(ds, model, (alpha, t))
+            run_cells(ds, 0, [*ARCH_BASELINES, f"teacher-full{tag(*arch_pick)}", *names], benches, log, model)
+            choice = chosen_arch(ds, model, arch_pick)
             log(f"{ds} {model}: chosen on seed 0's dev: full model {choice[0]}, lowrank {choice[1]}")
             run_cells(ds, 0, arch_seed_methods(choice, int8), benches, log, model)
             for seed in seeds:
@@ -273,7 +279,8 @@ def rows() -> list[dict[str, Any]]:
                     "alpha": kd.get("distill_alpha", ""), "temperature": kd.get("distill_temperature", ""),
                     "phases": phases or "none", "rank": r["rank"] or "", "dev_acc": round(100 * r["dev_acc"], 2),
                     "test_acc": round(100 * r["test_acc"], 2), "seconds": r["seconds"],
-                    "source_same": r.get("source_same", "") or _source_same(r)})
+                    "source_same": r.get("source_same", "") or _source_same(r),
+                    "model_bytes": r.get("model_bytes") or ""})
     order = {d: i for i, d in enumerate(DATASETS)}
     return sorted(out, key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], MODELS.index(r["model"]),
                                       r["seed"], r["method"]))
@@ -414,26 +421,45 @@ def summary(data: list[dict[str, Any]], suffixes: list[str]) -> list[str]:
     return [*out, ""]
 
 
+def arch_picks(cells: list[dict[str, Any]], pick: tuple[float, float]) -> list[tuple[float, float]]:
+    """The (alpha, T) settings the CNN / BiLSTM teacher cells ran at: the DAN's choice first, then any other
+    (`run --arch-setting`)."""
+    ran = {(float(r["alpha"]), float(r["temperature"])) for r in cells if r["phases"] != "none"}
+    return [pick, *sorted(ran - {pick})]
+
+
 def arch_section(data: list[dict[str, Any]], pick: tuple[float, float]) -> list[str]:
-    """The teacher with the CNN and the BiLSTM (TREC, or any dataset run with --models)."""
+    """The teacher with the CNN and the BiLSTM (TREC, or any dataset run with --models), one section per setting."""
     cells = [r for r in data if r["model"] != "dan"]
     if not cells:
         return []
-    out = ["## TREC: the teacher with the CNN and the BiLSTM (d = 300)", "",
+    out = ["## The teacher with the CNN and the BiLSTM (d = 300)", "",
            "The bag of words is structurally weak on question types; the CNN (widths 3/4/5, 100 maps) and the BiLSTM "
            "(100 per direction, mean-pooled) see word order. Their d = 300 sweep recipe (training/architectures.py: "
            "6 epochs of Adam, then `online` = 5 CALR epochs distilling from the full model, alpha = 0.9, T = 4, p = "
-           f"0.9) against the same with the teacher at the DAN's chosen alpha = {pick[0]:g}, T = {pick[1]:g}: "
+           f"0.9) against the same with the teacher at the DAN's chosen alpha = {pick[0]:g}, T = {pick[1]:g} (and "
+           "at any other setting run with `--arch-setting`, in a section of its own): "
            "`teacher-full-*` (first training), `teacher-online-*` (both phases), `teacher-retrain-online-*` (the "
            "re-training only, from the plain full model), `teacher-first-online-*` (the teacher-trained full model "
            "re-trained with today's `online`). Seed 0 ran all; the full model and the teacher lowrank were chosen on "
            "seed 0's dev (test never looked at); seeds 1 and 2 ran today's recipe and what dev chose. `+int8`: the "
            "lowrank's factors stored as int8 rows (the sweep's `online+int8`).", ""]
+    for setting in arch_picks(cells, pick):
+        if setting != pick:
+            out += [f"## The CNN and the BiLSTM at alpha = {setting[0]:g}, T = {setting[1]:g}", "",
+                    "The same methods with another (alpha, T) (`run --arch-setting`); alpha = 1 is the teacher's soft "
+                    "targets alone, which won on the SST-2 phrases (docs/accuracy-phrases.md).", ""]
+        out += _arch_setting_tables(cells, setting)
+    return out
+
+
+def _arch_setting_tables(cells: list[dict[str, Any]], pick: tuple[float, float]) -> list[str]:
+    out: list[str] = []
     names = [f"{k}{tag(*pick)}" for k in ARCH_KINDS]
     for ds in DATASETS:
         for model in MODELS[1:]:
             mine = [r for r in cells if (r["dataset"], r["model"]) == (ds, model)]
-            if not mine:
+            if not any(r["method"] in names for r in mine):
                 continue
             out += [f"### {ds}, {model}: seed 0", "",
                     "| method | phases with teacher | rank | dev % | test % | seconds |",
@@ -574,9 +600,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2], help="seeds after seed 0 (run)")
     ap.add_argument("--sst2-grid", action="store_true", help="then the grid on SST-2 seed 0 too (run)")
     ap.add_argument("--int8", action="store_true", help="also the int8 copies of the lowrank models (run)")
+    ap.add_argument("--arch-setting", nargs=2, type=float, metavar=("ALPHA", "T"), default=None,
+                    help="the CNN / BiLSTM's (alpha, T) (run; default: the DAN's choice on TREC dev); its methods "
+                         "must be registered (training/variants/)")
     args = ap.parse_args(argv)
+    if args.arch_setting is not None and args.models == ["dan"]:
+        ap.error("--arch-setting is for --models cnn / bilstm")
     if args.command == "run":
-        run(args.datasets, args.models, args.seeds, args.sst2_grid, args.int8)
+        run(args.datasets, args.models, args.seeds, args.sst2_grid, args.int8,
+            tuple(args.arch_setting) if args.arch_setting else None)
     report()
 
 

@@ -183,3 +183,21 @@ def test_stale_cache_refused(tiny, tmp_path):
     with pytest.raises(ValueError, match="stale teacher cache"):
         apply_method(METHODS["teacher-retrain-online-nowd"], bench, 0.5)
     assert not list((tmp_path / "b").glob("*.pt"))
+
+
+def test_arch_setting_alpha_one_is_registered_and_reported_after_the_dans_choice():
+    """bench.distill_pilot run --arch-setting 1 2: the CNN / BiLSTM's teacher methods at alpha = 1, T = 2 exist
+    (with their int8 copies, and their own full model), and the report keeps the DAN's setting first."""
+    from bench import distill_pilot as dp
+
+    names = dp.register_arch_teacher(1.0, 2.0)
+    assert names == ["teacher-online-a1-t2", "teacher-retrain-online-a1-t2", "teacher-first-online-a1-t2"]
+    assert [dp.int8_of(n) for n in names] == [f"{n}+int8" for n in names]
+    assert dp.full_of("teacher-online-a1-t2") == "teacher-full-a1-t2" and dp.full_of(names[1]) == "full"
+    with pytest.raises(ValueError, match="training/variants"):
+        dp.register_arch_teacher(0.7, 3.0)
+    cells = [{"alpha": a, "temperature": t, "phases": ph} for a, t, ph in
+             ((1.0, 2.0, "first+calr"), (0.5, 2.0, "calr"), ("", "", "none"))]
+    assert dp.arch_picks(cells, (0.5, 2.0)) == [(0.5, 2.0), (1.0, 2.0)]
+    with pytest.raises(SystemExit):
+        dp.main(["run", "--arch-setting", "1", "2"])  # the DAN has no arch setting: refused before any work
