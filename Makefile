@@ -18,14 +18,20 @@ RECIPE  ?=
 
 .PHONY: run serve models test lint clean bench-serve soak accuracy loadtest compare bench-oip grpc-stubs
 
-$(VENV)/.installed: pyproject.toml
+# `make run` needs only training and serving (.installed-run: torch, onnx, onnxruntime, fastapi, ...): a fresh
+# clone does not wait for the test, Ray, gRPC and teacher extras; `make test` and the rest add them (.installed)
+$(VENV)/.installed-run: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[train,serve]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-run pyproject.toml
 	$(PIP) install --quiet -e '.[train,serve,grpc,dev,ray,teacher]'
 	touch $@
 
 # trains only when the artifacts are missing; `make models -B` retrains
-$(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed
+$(MODELS)/$(DATASET)-dan-lowrank/manifest.json: | $(VENV)/.installed-run
 	$(PY) -m training run --dataset $(DATASET) --out $(MODELS) --seed $(SEED) --vectors $(VECTORS) $(if $(RECIPE),--method $(RECIPE))
 
 # the default model, named explicitly (service/registry/); `training run` writes it too, this covers older folders
@@ -36,7 +42,7 @@ models: $(MODELS)/$(DATASET)-dan-lowrank/manifest.json $(MODELS)/aliases.json
 
 run: models serve
 
-serve: | $(VENV)/.installed
+serve: | $(VENV)/.installed-run
 	SLIMTEXT_MODELS_DIR=$(MODELS) $(PY) -m service --host $(HOST) --port $(PORT)
 
 # the MiniLM teacher (issue 23): fine-tune on $(DATASET) on CPU (minutes per epoch), cache its logits in
