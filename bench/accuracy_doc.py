@@ -215,6 +215,22 @@ def _int8_copy(groups: dict[str, Group], method: str) -> Group | None:
 DERIVED = "†"
 
 
+def _plain_systems(plain: dict[str, Group], ds: str, arch: str) -> list[System]:
+    """The teacher-free `full`, `online` and `online+int8` cells of docs/distill-pilot.csv, for an architecture the
+    d = 300 sweep did not run on `ds` (bytes: the cells' model_bytes column)."""
+    made = {}
+    for variant, method in (("full", "full"), ("lowrank", "online"), ("lowrank+int8", "online+int8")):
+        g = plain.get(method)
+        if g is None:
+            continue
+        b = int(g.rows[0]["model_bytes"]) if g.rows[0].get("model_bytes") else None
+        made[variant] = _system(ds, ARCH_NAMES[arch], variant, False, g, DISTILL_CSV, b, (ds, arch, variant), arch)
+    for variant in ("lowrank", "lowrank+int8"):
+        if variant in made:
+            made[variant].own_full = made.get("full")
+    return list(made.values())
+
+
 def distill_systems(rows: list[dict[str, str]], sweep: list[dict[str, str]], ds: str) -> list[System]:
     """docs/distill-pilot.csv, the recipes that learn from the teacher: the full model trained with it, the
     dev-chosen teacher lowrank recipe, and its + int8 copy if the CSV has one. Without a model_bytes column the
@@ -228,6 +244,8 @@ def distill_systems(rows: list[dict[str, str]], sweep: list[dict[str, str]], ds:
         fam = ARCH_NAMES[arch]
         teach = [r for r in mine if r.get("phases", "none") not in ("", "none")]
         plain = _groups([r for r in mine if r.get("phases", "none") in ("", "none")], 1.0)
+        if not any(r["dataset"] == ds and r["model"] == arch for r in sweep):
+            out += _plain_systems(plain, ds, arch)  # the sweep never ran it here: the pilot's own teacher-free cells
         full_g = choose(_groups([r for r in teach if not r.get("rank") and not r["method"].endswith("+int8")], 1.0))
         low_g = choose(_groups([r for r in teach if r.get("rank") and not r["method"].endswith("+int8")], 1.0))
         if not (full_g or low_g):

@@ -1,7 +1,7 @@
 """The CPU µs per text of docs/accuracy.md: every slimtext model shape in the committed CSVs and fastText's, timed
 into docs/accuracy-latency.csv, then the doc re-rendered (bench/accuracy_doc.py reads the cached timings).
 
-    nice -n 5 python -m bench.accuracy_latency [--only sst2 trec] [--skip-fasttext] [--iters 2000] [--repeats 3]
+    nice -n 5 python -m bench.accuracy_latency [--only sst2 trec] [--skip-fasttext] [--missing] [--iters 2000]
 
 It needs the datasets (for each vocabulary) and `fasttext`: it exports freshly initialised (untrained) models of
 exactly the shapes in the CSVs (latency does not depend on the weights' values), times them with
@@ -58,6 +58,9 @@ def shapes(data: Data) -> list[Shape]:
             full = [r for r in rows if r["method"] == "full"]
             if low and full:
                 out.append(Shape(ds, arch, int(full[0]["vocab_size"]), int(low[0]["rank"]), int(full[0]["params"])))
+            elif low := [r for r in data.distill if r["dataset"] == ds and (r.get("model") or "dan") == arch
+                         and r["method"] == "online" and r["rank"]]:  # only bench.distill_pilot ran it here
+                out.append(Shape(ds, arch, None, int(low[0]["rank"]), None))
     for arch in ARCHS:
         rows = [r for r in data.phrases if r["data"] == "phrases" and r["model"] == arch]
         low = [r for r in rows if r["kind"] == "online" and r["rank"]]
@@ -210,12 +213,14 @@ def time_fasttext(data: Data, iters: int, only: list[str] | None = None, log=pri
 
 
 def measure(docs: Path, iters: int, only: list[str] | None = None, skip_fasttext: bool = False, repeats: int = 3,
-            log=print) -> None:
+            missing: bool = False, log=print) -> None:
     data = Data.load(docs)
     path = docs / LATENCY_CSV
     rows = {(r["shape"], r["arch"], r["variant"]): r for r in data.latency}
     for shape in shapes(data):
         if only and shape.name not in only:
+            continue
+        if missing and all((shape.name, shape.arch, v) in rows for v in VARIANTS):
             continue
         log(f"{shape.name} {shape.arch}: |V| {shape.vocab_size or '?'}, k {shape.rank}")
         for r in time_shape(shape, iters, repeats, log):
@@ -240,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timings per slimtext model, the lowest median kept")
     p.add_argument("--only", nargs="*", help="only these shapes (dataset names, sst2-phrases)")
     p.add_argument("--skip-fasttext", action="store_true", help="leave fastText's cached rows as they are")
+    p.add_argument("--missing", action="store_true",
+                   help="only the slimtext shapes the CSV has no timing for (the others' rows are kept)")
     args = p.parse_args(argv)
-    measure(args.docs, args.iters, args.only, args.skip_fasttext, args.repeats)
+    measure(args.docs, args.iters, args.only, args.skip_fasttext, args.repeats, args.missing)
     render(args.docs)
     print(f"wrote {args.docs / DOC} and {args.docs / PLOT}", file=sys.stderr)
     return 0
