@@ -8,7 +8,7 @@
     (`training/teacher_cache/sst2-phrases.npz`, committed; `make teacher-phrases` re-makes it):
     `teacher-first-online-nowd-pure-r3-h0.0001-l1e-05-a0.5-t2`, the teacher's soft targets in the first training
     (alpha 0.5, T 2), the low-rank model re-trained on its own full model's (`make accuracy`,
-    docs/accuracy-sst2.md: lowrank dev 83.56 against 82.80 without the teacher, 3 seeds; test 82.48 vs 82.46);
+    docs/accuracy-sst2.md: lowrank dev 83.03 against 82.72 without the teacher, 3 seeds; test 82.76 vs 82.61);
   - otherwise `online-nowd-pure-r3-h0.0001-l1e-05`, chosen on dev in docs/accuracy-phrases.md (3 seeds of a
     6-epoch first training: lowrank mean dev 83.03 against 81.00 for the sentence-level recipe).
 - The DAN with the 300-d vectors on sentences: `online-nowd-pure` (the d = 300 sweep's choice on SST-2 dev).
