@@ -101,7 +101,7 @@ def adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.op
     """Adam with the fused CPU kernel: one pass over each parameter instead of torch's per-op default
     (`_single_tensor_adam`: sqrt, lerp, addcmul, addcdiv, each a pass). On the 14,758 x 300 embedding of the
     SST-2 phrases that was 35 -> 3.6 ms a step, and half of `make run`'s training time; same update to float
-    rounding (tests/test_train.py)."""
+    rounding (tests/test_schedules.py)."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
