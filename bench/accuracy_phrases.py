@@ -43,8 +43,10 @@ import torch
 
 from bench import accuracy_phrases_augment as augment
 from bench.stages import splice
+from slimtext.data import datasets_root
 from training.checkpoint import write_json
 from training.methods import METHODS, PHRASE_SCHEDULES, PHRASE_TEACHER_GRID, evaluate, factorized, schedule_tag
+from training.recipe import phrase_teacher
 from training.sweep import SweepConfig
 from training.teacher_logits import cache_path, cache_source
 from training.train import FitConfig, accuracy
@@ -265,9 +267,8 @@ def run(stages: list[str], seeds: tuple[int, ...]) -> None:
     for stage, prefix, arch, methods in (("pt-dan", PT, "dan", PT_DAN_METHODS),
                                          ("pt-bilstm", BILSTM_PT, "bilstm", PT_BILSTM_METHODS)):
         if stage in stages:
-            own = cache_source(DATASET, "train")
-            if own != (DATASET, "train"):
-                raise FileNotFoundError(f"{cache_path(DATASET)}: no teacher fine-tuned on the phrases; run "
+            if not phrase_teacher(datasets_root() / DATASET):  # the same test `training run` makes
+                raise FileNotFoundError(f"{cache_path(DATASET)}: no teacher fine-tuned on these phrases; run "
                                         f"`python -m training teacher --dataset {DATASET}` first")
             pt = Runner(log, prefix=prefix, arch=arch)
             for seed in seeds:
